@@ -1,0 +1,1 @@
+"""trace_gen/toy"""
