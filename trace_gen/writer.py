@@ -1,0 +1,107 @@
+"""Crash-safe output: Parquet parts written atomically, and a manifest that is the source of truth.
+
+A batch commits in three steps: kept part (temp file, fsync, rename), rejected part (same), then one
+manifest line (append, fsync). On start-up, parts whose batch has no manifest line are leftovers of
+a crash between those steps and are deleted, so a rerun after `kill -9` redoes at most the batch in
+flight and never writes a duplicate. Resume reads only the manifest, never the data.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trace_gen.errors import UsageError
+from trace_gen.records import SCHEMA
+
+MANIFEST = "manifest.jsonl"
+RUN_FILE = "run.json"
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_part(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp, compression="zstd")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class TraceWriter:
+    def __init__(self, out: Path, run_identity: dict, keep_rejected: bool):
+        self.out = out
+        self.keep_rejected = keep_rejected
+        out.mkdir(parents=True, exist_ok=True)
+        run_file = out / RUN_FILE
+        if run_file.exists():
+            previous = json.loads(run_file.read_text())
+            if previous != run_identity:
+                diff = sorted(k for k in set(previous) | set(run_identity) if previous.get(k) != run_identity.get(k))
+                raise UsageError(f"{out} holds a different run (differs in: {', '.join(diff)}); "
+                                 "use a new --out directory or rerun with the original settings to resume")
+        elif any(out.iterdir()):
+            raise UsageError(f"{out} is not empty and is not a trace_gen output; choose an empty --out directory")
+        else:
+            _fsync_write(run_file, json.dumps(run_identity, indent=2, sort_keys=True).encode())
+        self.entries = self._read_manifest()
+        self._remove_orphans()
+
+    def _read_manifest(self) -> list[dict]:
+        path = self.out / MANIFEST
+        if not path.exists():
+            return []
+        entries = []
+        for line in path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line from a crash mid-append: that batch is not committed
+        path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+        return entries
+
+    def _remove_orphans(self) -> None:
+        committed = {p for e in self.entries for p in e["parts"]}
+        for pattern in ("part-*.parquet*", "rejected/part-*.parquet*"):
+            for f in self.out.glob(pattern):
+                if str(f.relative_to(self.out)) not in committed:
+                    f.unlink()
+
+    @property
+    def done_batches(self) -> set[int]:
+        return {e["batch"] for e in self.entries}
+
+    def totals(self) -> dict:
+        kept = sum(e["kept"] for e in self.entries)
+        return {"kept": kept, "rejected": sum(e["rejected"] for e in self.entries),
+                "tokens": sum(e["tokens"] for e in self.entries),
+                "prompts": sum(len(e["prompt_ids"]) for e in self.entries)}
+
+    def commit(self, batch: int, prompt_ids: list[str], kept: list[dict], rejected: list[dict],
+               reasons: dict[str, int], tokens: int) -> None:
+        parts = []
+        if kept:
+            name = f"part-{batch:06d}.parquet"
+            _write_part(self.out / name, kept)
+            parts.append(name)
+        if rejected and self.keep_rejected:
+            (self.out / "rejected").mkdir(exist_ok=True)
+            name = f"rejected/part-{batch:06d}.parquet"
+            _write_part(self.out / name, rejected)
+            parts.append(name)
+        entry = {"batch": batch, "parts": parts, "prompt_ids": prompt_ids, "kept": len(kept),
+                 "rejected": len(rejected), "reasons": reasons, "tokens": tokens}
+        with open(self.out / MANIFEST, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.entries.append(entry)
