@@ -173,6 +173,7 @@ class WorkerPool:
             try:
                 task_id, ok, result = w.conn.recv()
             except (EOFError, OSError):
+                w.proc.join(timeout=5)
                 self._replace(w, self.on_error(f"worker died (exit code {w.proc.exitcode})"))
                 return
             fut, _ = w.inflight.popleft()

@@ -38,7 +38,10 @@ SETUP_FAILED_EXIT = 97  # the launcher's exit code when the sandbox itself could
 _UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--net", "--mount", "--mount-proc"]
 _SCRUBBED_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 
-# Runs as the sandbox's init process: argv = [run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, hide...].
+# The launcher: mounts (as root, in the new namespaces), then forks; the child sets rlimits, drops
+# privileges and runs main.py; the parent (the namespace's init) waits and exits with the child's
+# status, 128 + signal number when a signal killed it. argv: run_dir uid cpu_s as_mb fsize_mb
+# nproc mode hide...
 _LAUNCHER = r"""
 import ctypes, os, resource, sys
 def fail(msg):
@@ -47,8 +50,8 @@ run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, mode, *hide = sys.argv[1:]
 uid, cpu_s, as_mb, fsize_mb, nproc = int(uid), int(cpu_s), int(as_mb), int(fsize_mb), int(nproc)
 try:
     os.chdir(run_dir)
+    libc = ctypes.CDLL(None, use_errno=True)
     if mode == "namespaces":
-        libc = ctypes.CDLL(None, use_errno=True)
         def mount(target, opts, flags=0):
             if libc.mount(b"tmpfs", target.encode(), b"tmpfs", flags, opts.encode()) != 0:
                 fail("mount %s: errno %d" % (target, ctypes.get_errno()))
@@ -58,18 +61,27 @@ try:
         for d in hide:
             if os.path.isdir(d):
                 mount(d, "size=1m,mode=755", flags=1)  # MS_RDONLY
+    pid = os.fork()
+except Exception as e:
+    fail(repr(e))
+if pid:
+    _, status = os.waitpid(pid, 0)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+try:
     for res, val in ((resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_AS, as_mb << 20),
                      (resource.RLIMIT_FSIZE, fsize_mb << 20), (resource.RLIMIT_NPROC, nproc),
                      (resource.RLIMIT_NOFILE, 256), (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(res, (val, val))
-    ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+        # CPU: SIGXCPU at the soft limit, SIGKILL one second later at the hard one
+        resource.setrlimit(res, (val, val + 1 if res == resource.RLIMIT_CPU else val))
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        fail("prctl no_new_privs")
     if uid >= 0:
         os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)
-        if os.getuid() == 0 or os.geteuid() == 0:
+        if 0 in os.getresuid() or 0 in os.getresgid():
             fail("could not drop root")
 except Exception as e:
     fail(repr(e))
-del ctypes, resource, run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, mode, hide, fail
+del ctypes, libc, resource, run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, mode, hide, fail, pid
 sys.argv = ["main.py"]
 sys.path.insert(0, "")
 with open("main.py", encoding="utf-8") as f:
@@ -139,17 +151,30 @@ def _command(python: str, mode: str, run_dir: str, uid: int, limits: Limits) -> 
     return argv
 
 
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process left running as `uid` (fallback cleanup without a pid namespace)."""
+def _reap_uid(uid: int, wait_s: float = 5.0) -> bool:
+    """SIGKILL every process running as the run's `uid` until none is left (or `wait_s` passes).
+
+    With a pid namespace the kernel already kills them all when its init dies, but asynchronously;
+    without one this is the only cleanup for processes that left the process group."""
     if uid < 0:
-        return
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    os.kill(int(entry), signal.SIGKILL)
-            except OSError:
-                pass
+        return True
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat(f"/proc/{entry}").st_uid == uid:
+                        alive.append(int(entry))
+                        os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
+        if not alive:
+            return True
+        if time.monotonic() > deadline:
+            log.error("sandbox processes of uid %d survived: %s", uid, alive)
+            return False
+        time.sleep(0.01)
 
 
 def _read_capped(path: Path, cap: int) -> tuple[str, bool]:
@@ -196,15 +221,14 @@ def _execute(source: str, stdin: str, limits: Limits, python: str, mode: str) ->
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                if mode != "namespaces":
-                    _kill_uid(uid)
+                _reap_uid(uid)
         stdout, trunc_out = _read_capped(Path(io_dir, "stdout"), limits.output_bytes)
         stderr, trunc_err = _read_capped(Path(io_dir, "stderr"), limits.output_bytes)
         setup_error = ""
         if proc.returncode == SETUP_FAILED_EXIT and "SANDBOX SETUP FAILED" in stderr:
             setup_error = stderr.strip().splitlines()[-1]
         code = proc.returncode
-        if mode == "namespaces" and code is not None and code > 128:  # unshare reports 128+signal
+        if code is not None and code > 128:  # the launcher reports 128 + signal number
             code = -(code - 128)
         elapsed = time.monotonic() - start
         return RunResult(code, stdout, stderr, timed_out, trunc_out or trunc_err, mode, elapsed, setup_error)
