@@ -75,3 +75,20 @@ def test_gsm8k_reference_solutions_verify_and_shuffled_control_is_rejected():
 def test_verify_answer_is_symmetric_on_simple_forms():
     assert verify_answer("\\frac{14}{3}", "14/3").kept
     assert not verify_answer("\\frac{14}{3}", "4").kept
+
+
+def test_fast_path_agrees_with_math_verify():
+    from math_verify import parse, verify
+
+    from trace_gen.verify.math import _fast_verdict
+
+    assert _fast_verdict("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})").kept
+    assert _fast_verdict("042", "42").kept and not _fast_verdict("41", "42").kept
+    assert _fast_verdict("\\frac{1}{2}", "0.5") is None  # needs math-verify
+    for answer, gold in [("-7", "-7"), ("12", "13"), ("\\sqrt{2}", "\\sqrt{2}")]:
+        same = verify(
+            parse(f"${gold}$", parsing_timeout=None),
+            parse(f"${answer}$", parsing_timeout=None),
+            timeout_seconds=None,
+        )
+        assert _fast_verdict(answer, gold).kept == same

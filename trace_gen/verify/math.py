@@ -15,6 +15,7 @@ closes it has no answer part (it was truncated inside its reasoning); one withou
 all answer (non-reasoning models, reference solutions).
 """
 
+import functools
 import re
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
@@ -25,6 +26,7 @@ THINK_START, THINK_END = "<think>", "</think>"
 EXTRACTORS = ("boxed", "gsm8k", "last_number")
 _GSM8K = re.compile(r"####\s*([^\n]*)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_INTEGER = re.compile(r"[-+]?\d+")
 _PARSE_CONFIGS = (LatexExtractionConfig(), ExprExtractionConfig())
 
 
@@ -97,12 +99,43 @@ def no_answer_verdict(completion: str, extractors: tuple[str, ...]) -> Verdict:
     return Verdict("unverifiable", f"no answer found by {'/'.join(extractors)} after </think>")
 
 
+def _canonical(text: str) -> str:
+    """Spacing-free form of an answer; only drops what never changes a value (spaces, sizing, \\!)."""
+    for noise in ("\\left", "\\right", "\\!", "\\,", "\\;", "\\ ", "$"):
+        text = text.replace(noise, "")
+    return "".join(text.split()).rstrip(".")
+
+
+def _fast_verdict(answer: str, gold: str) -> Verdict | None:
+    """Decide without math-verify when it is trivially sound: identical text, or two plain integers."""
+    a, g = _canonical(answer), _canonical(gold)
+    if a == g and a:
+        return Verdict("correct", "matches gold")
+    if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(g):
+        if int(a) == int(g):
+            return Verdict("correct", "matches gold")
+        return Verdict("wrong", f"answer {answer[:40]!r} != gold {gold[:40]!r}")
+    return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse(text: str) -> list:
+    """math-verify's parse of one answer, cached per process: a prompt's samples share its gold and
+    often their answers (parsing costs ~5 ms; the cached objects are never stringified)."""
+    return parse(f"${text}$", extraction_config=_PARSE_CONFIGS, parsing_timeout=None)
+
+
 def verify_answer(answer: str, gold: str) -> Verdict:
-    """Compare an extracted answer with the gold answer using math-verify (no timeout: see module doc)."""
-    gold_parsed = parse(f"${gold}$", extraction_config=_PARSE_CONFIGS, parsing_timeout=None)
+    """Compare an extracted answer with the gold answer using math-verify (no timeout: see module doc).
+
+    Identical answers (up to spacing) and pairs of plain integers are decided without parsing."""
+    fast = _fast_verdict(answer, gold)
+    if fast is not None:
+        return fast
+    gold_parsed = _parse(gold)
     if not gold_parsed:
         return Verdict("unverifiable", f"could not parse gold answer {gold[:40]!r}")
-    pred_parsed = parse(f"${answer}$", extraction_config=_PARSE_CONFIGS, parsing_timeout=None)
+    pred_parsed = _parse(answer)
     if not pred_parsed:
         return Verdict("unverifiable", f"could not parse answer {answer[:40]!r}")
     if verify(gold_parsed, pred_parsed, timeout_seconds=None):

@@ -115,6 +115,18 @@ class WorkerPool:
         futures = [self.submit(*args) for args in arg_tuples]
         return [f.result() for f in futures]
 
+    def worker_cpu_s(self) -> float:
+        """CPU seconds (user + system) used so far by the live workers (for benchmarks)."""
+        total = 0
+        for w in list(self._workers):
+            try:
+                with open(f"/proc/{w.proc.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         if self._closed:
             return
@@ -210,6 +222,10 @@ class MathVerifierPool:
     def kills(self) -> int:
         """How many workers were killed for exceeding the wall-clock limit."""
         return self._pool.kills
+
+    def worker_cpu_s(self) -> float:
+        """CPU seconds used so far by the live workers (for benchmarks)."""
+        return self._pool.worker_cpu_s()
 
     def submit(self, completion: str, gold: str, extractors: tuple[str, ...] = ("boxed",)) -> Future:
         """A Future of the Verdict for one completion against its gold answer."""
