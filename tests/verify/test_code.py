@@ -49,3 +49,16 @@ def test_outputs_match_ignores_only_trailing_whitespace():
     assert outputs_match("1 2  \n3\n\n", "1 2\n3")
     assert not outputs_match("1  2\n3", "1 2\n3")
     assert not outputs_match("3\n", "3\n4")
+
+
+def test_unisolated_fallback_still_limits_and_says_so_loudly():
+    from trace_gen.verify.code import verdict_from_run
+    from trace_gen.verify.sandbox import _execute
+
+    python, _ = sandbox_setup()
+    result = _execute("import os\nprint(os.getuid())", "", Limits(timeout_s=10), python, "none")
+    assert result.isolation == "none" and int(result.stdout) != 0
+    verdict = verdict_from_run(result)
+    assert verdict.verdict == "passed" and verdict.reason.startswith("UNISOLATED")
+    looping = verdict_from_run(_execute("while True: pass", "", Limits(timeout_s=1), python, "none"))
+    assert looping.verdict == "timeout" and "UNISOLATED" in looping.reason
