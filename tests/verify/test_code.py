@@ -1,0 +1,64 @@
+"""Code verdicts: HumanEval canonical solutions through the full sandbox, controls, stdio tests."""
+
+import pytest
+
+from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
+from trace_gen.verify.code import check_humaneval_many, check_stdio, check_stdio_many, outputs_match
+from trace_gen.verify.sandbox import Limits, sandbox_setup
+
+needs_humaneval = pytest.mark.skipif(
+    not (benchmarks_dir() / "humaneval.jsonl.gz").exists(), reason="shared benchmarks not present"
+)
+
+
+def test_sandbox_is_isolated_on_this_machine():
+    _python, mode = sandbox_setup()
+    assert mode == "namespaces", "namespaces (unshare) should work here; without them runs are UNISOLATED"
+
+
+@needs_humaneval
+def test_humaneval_canonical_solutions_all_pass_and_a_shuffled_control_fails():
+    tasks = read_jsonl("humaneval.jsonl.gz")
+    assert len(tasks) == 164
+    items = [{**t, "completion": t["canonical_solution"]} for t in tasks]
+    verdicts = check_humaneval_many(items, workers=2)
+    failures = [(t["task_id"], v) for t, v in zip(tasks, verdicts, strict=True) if v.verdict != "passed"]
+    assert not failures, f"{len(failures)} canonical solutions did not pass: {failures[:5]}"
+
+    shuffled = [
+        {**t, "completion": tasks[(i + 1) % len(tasks)]["canonical_solution"]} for i, t in enumerate(tasks)
+    ]
+    control = check_humaneval_many(shuffled[:60], workers=2)
+    assert sum(v.kept for v in control) == 0, [v for v in control if v.kept]
+    assert {v.verdict for v in control} <= {"failed", "crashed", "timeout"}
+
+
+def test_stdio_cases_pass_fail_and_crash():
+    program = "a, b = map(int, input().split())\nprint(a + b)\n"
+    assert check_stdio(program, [("1 2\n", "3\n"), ("10 -4", "6")]).verdict == "passed"
+    wrong = check_stdio(program, [("1 2\n", "3"), ("2 2\n", "5")])
+    assert wrong.verdict == "failed" and wrong.reason.startswith("case 2/2")
+    assert check_stdio(program, [("x y\n", "3")]).verdict == "crashed"
+    slow = check_stdio("while True: pass", [("", "")], Limits(timeout_s=1, cpu_s=5))
+    assert slow.verdict == "timeout"
+    verdicts = check_stdio_many([(program, [("1 1", "2")]), ("print(3)", [("", "4")])], workers=2)
+    assert [v.verdict for v in verdicts] == ["passed", "failed"]
+
+
+def test_outputs_match_ignores_only_trailing_whitespace():
+    assert outputs_match("1 2  \n3\n\n", "1 2\n3")
+    assert not outputs_match("1  2\n3", "1 2\n3")
+    assert not outputs_match("3\n", "3\n4")
+
+
+def test_unisolated_fallback_still_limits_and_says_so_loudly():
+    from trace_gen.verify.code import verdict_from_run
+    from trace_gen.verify.sandbox import _execute
+
+    python, _ = sandbox_setup()
+    result = _execute("import os\nprint(os.getuid())", "", Limits(timeout_s=10), python, "none")
+    assert result.isolation == "none" and int(result.stdout) != 0
+    verdict = verdict_from_run(result)
+    assert verdict.verdict == "passed" and verdict.reason.startswith("UNISOLATED")
+    looping = verdict_from_run(_execute("while True: pass", "", Limits(timeout_s=1), python, "none"))
+    assert looping.verdict == "timeout" and "UNISOLATED" in looping.reason

@@ -1,0 +1,170 @@
+"""Hostile programs: each is contained, gets a verdict, and leaves the host unchanged.
+
+Host checks after every run: sentinel files outside the sandbox (in /tmp and in this repository)
+still exist with their content; no process of the run's uid survives; the toolkit process is
+alive; an environment secret of the parent never appears in the output; a listening socket on
+the host's loopback received no connection.
+"""
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from trace_gen.verify.benchmarks import REPO_ROOT
+from trace_gen.verify.code import verdict_from_run
+from trace_gen.verify.sandbox import Limits, run_program
+
+SECRET = "distill-test-secret-7f3a9c"
+LIMITS = Limits(timeout_s=3, cpu_s=5)
+UID_LINE = (
+    'import functools, os, sys\nprint = functools.partial(print, flush=True)\nprint("UID", os.getuid())\n'
+)
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """Sentinels in /tmp and in the repo, a secret in the environment, a listener on loopback."""
+    monkeypatch.setenv("DISTILL_SECRET_TOKEN", SECRET)
+    sentinels = [tmp_path / "sentinel.txt", REPO_ROOT / f".sandbox-sentinel-{os.getpid()}"]
+    for path in sentinels:
+        path.write_text("untouched")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    yield {"sentinels": sentinels, "port": listener.getsockname()[1], "listener": listener}
+    for path in sentinels:
+        assert path.read_text() == "untouched", f"{path} was changed from inside the sandbox"
+        path.unlink()
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
+
+
+def _run(source: str, host: dict, limits: Limits = LIMITS):
+    for i, path in enumerate(host["sentinels"]):
+        source = source.replace(f"SENTINEL{i}", str(path))
+    source = source.replace("PORT", str(host["port"])).replace("PARENT_PID", str(os.getpid()))
+    result = run_program(UID_LINE + source, "", limits)
+    uid_lines = [line for line in result.stdout.splitlines() if line.startswith("UID ")]
+    assert uid_lines, f"program did not start: {result}"
+    uid = int(uid_lines[0].split()[1])
+    assert uid != 0 and uid != os.getuid(), "sandboxed code must not run as the toolkit's user"
+    time.sleep(0.05)
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == uid]
+    assert not leftovers, f"processes of the sandbox survived: {leftovers}"
+    assert SECRET not in result.stdout + result.stderr, "environment secret leaked"
+    return result, verdict_from_run(result)
+
+
+def _uid_of(pid: str) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def test_fork_bomb_is_contained(host):
+    src = "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    _, verdict = _run(src, host)
+    assert verdict.verdict in {"timeout", "crashed"}
+
+
+def test_detached_daemon_does_not_survive_the_run(host):
+    src = "if os.fork() == 0:\n    os.setsid()\n    import time\n    time.sleep(600)\nprint('parent done')\n"
+    result, verdict = _run(src, host)
+    assert verdict.verdict == "passed" and "parent done" in result.stdout
+
+
+def test_infinite_loop_is_killed(host):
+    _, verdict = _run("while True:\n    pass\n", host)
+    assert verdict.verdict == "timeout"
+
+
+def test_cpu_limit_applies_inside_the_wall_clock(host):
+    _, verdict = _run("while True:\n    pass\n", host, Limits(timeout_s=10, cpu_s=1))
+    assert verdict == verdict.__class__("timeout", "CPU time limit exceeded")
+
+
+def test_memory_bomb_is_refused(host):
+    _, verdict = _run("x = [bytearray(64 << 20) for _ in range(1000)]\n", host, Limits(timeout_s=30))
+    assert verdict.verdict == "crashed" and "memory" in verdict.reason
+
+
+def test_files_outside_the_temp_dir_cannot_be_changed(host):
+    src = (
+        "import shutil\n"
+        "for p in ['SENTINEL0', 'SENTINEL1']:\n"
+        "    for op in (lambda: os.remove(p), lambda: open(p, 'w').write('pwned')):\n"
+        "        try:\n            op(); print('DID', p)\n        except OSError as e:\n            print('denied', e)\n"
+        "for p in ['/etc/distill-sbx-probe', '/root/.bashrc']:\n"
+        "    try:\n        open(p, 'w').write('x'); print('WROTE', p)\n    except OSError as e:\n        print('denied', e)\n"
+        "open('/tmp/distill-sbx-escape', 'w').write('only in the private /tmp')\n"
+        "shutil.rmtree('/etc', ignore_errors=True)\n"
+        "open('local.txt', 'w').write('fine: inside the temp dir')\n"
+    )
+    result, verdict = _run(src, host)
+    assert verdict.verdict == "passed", result.stderr
+    assert "WROTE" not in result.stdout
+    assert not Path("/etc/distill-sbx-probe").exists() and Path("/etc/passwd").exists()
+    assert not Path("/tmp/distill-sbx-escape").exists()
+
+
+def test_sockets_cannot_reach_the_host_or_the_network(host):
+    src = (
+        "import socket\n"
+        "for addr in [('127.0.0.1', PORT), ('1.1.1.1', 53), ('8.8.8.8', 443)]:\n"
+        "    try:\n        socket.create_connection(addr, timeout=1); print('CONNECTED', addr)\n"
+        "    except OSError as e:\n        print('blocked', addr, e)\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "try:\n    s.sendto(b'x', ('8.8.8.8', 53)); print('SENT')\nexcept OSError as e:\n    print('blocked udp', e)\n"
+    )
+    result, verdict = _run(src, host)
+    assert verdict.verdict == "passed", result.stderr
+    assert "CONNECTED" not in result.stdout and "SENT" not in result.stdout
+
+
+def test_environment_and_parent_environment_hold_no_secrets(host):
+    src = (
+        "print(dict(os.environ))\n"
+        "for p in ['/proc/1/environ', '/proc/PARENT_PID/environ', '/proc/self/environ']:\n"
+        "    try:\n        print(open(p, 'rb').read())\n    except OSError as e:\n        print('denied', e)\n"
+    )
+    result, verdict = _run(src, host)
+    assert verdict.verdict == "passed" and "DISTILL_SECRET_TOKEN" not in result.stdout
+
+
+def test_killing_the_parent_fails_and_the_toolkit_survives(host):
+    src = (
+        "import signal\n"
+        "for pid in [os.getppid(), PARENT_PID, 1, -1]:\n"
+        "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError as e:\n        print('denied', pid, e)\n"
+        "print('still here')\n"
+    )
+    _run(src, host)  # whatever it managed inside its own namespace, the host checks must hold
+    os.kill(os.getpid(), 0)
+
+
+def test_huge_output_is_capped(host):
+    result, verdict = _run("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", host)
+    assert verdict.verdict in {"crashed", "timeout"}
+    assert len(result.stdout) <= LIMITS.output_bytes
+
+
+def test_reload_os_and_ctypes_tricks_gain_nothing(host):
+    src = (
+        "import importlib, ctypes\n"
+        "os = importlib.reload(os)\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('setuid', libc.setuid(0), 'unshare', libc.unshare(0x40000000))\n"
+        "print('mount', libc.mount(b'none', b'/', None, 0x1000 | 0x4000, None))\n"  # remount bind
+        "try:\n    os.setuid(0); print('ROOT')\nexcept PermissionError as e:\n    print('denied', e)\n"
+        "try:\n    open('SENTINEL1', 'w').write('pwned')\nexcept OSError as e:\n    print('denied', e)\n"
+        "ctypes.string_at(0)\n"  # segfault the interpreter
+    )
+    result, verdict = _run(src, host)
+    assert "ROOT" not in result.stdout and "setuid -1" in result.stdout
+    assert verdict == verdict.__class__("crashed", "killed by SIGSEGV")
