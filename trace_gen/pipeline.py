@@ -8,9 +8,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,8 +16,9 @@ from tqdm import tqdm
 
 from trace_gen.backends.base import SamplingConfig
 from trace_gen.prompts import PromptRecord
+from trace_gen.filters.format import format_problem
 from trace_gen.records import trace_row
-from trace_gen.verify import verify_math
+from trace_gen.verify import MathVerifierPool, Verdict
 from trace_gen.writer import TraceWriter
 
 
@@ -31,6 +30,7 @@ class RunSettings:
     num_shards: int = 1
     shard_index: int = 0
     verify_workers: int = 1
+    verify_timeout_s: float = 10.0
 
 
 def shard(prompts: list[PromptRecord], num_shards: int, shard_index: int) -> list[PromptRecord]:
@@ -40,28 +40,18 @@ def shard(prompts: list[PromptRecord], num_shards: int, shard_index: int) -> lis
     return [p for p in prompts if bucket(p) == shard_index]
 
 
-def _verify_batch(completions: list[str], golds: list[str]) -> list[tuple[str, str]]:
-    out = []
-    for completion, gold in zip(completions, golds, strict=True):
-        v = verify_math(completion, gold)
-        out.append((v.verdict, v.reason))
-    return out
-
-
 def _finish_batch(writer: TraceWriter, pending: dict, settings: RunSettings, totals: Counter) -> int:
-    from trace_gen.verify import Verdict
-
-    verdicts = [Verdict(*v) for v in pending["future"].result()]
+    """Wait for the batch's verdicts, apply the format checks, commit it; returns the rows kept."""
     kept, rejected, reasons = [], [], Counter()
-    rows = pending["rows"]
-    for (prompt, idx, sample), verdict in zip(rows, verdicts, strict=True):
+    for (prompt, idx, sample), future in zip(pending["rows"], pending["futures"], strict=True):
+        verdict = future.result()
+        problem = format_problem(sample.text, sample.finish_reason, check_language=False)
+        if problem is not None and verdict.kept:  # a matching box in a malformed trace is not a trace to learn
+            verdict = Verdict("unverifiable", f"format: {problem}")
         row = trace_row(prompt, idx, sample, verdict, pending["teacher"], pending["sampling"])
-        if sample.finish_reason == "length" and verdict.kept:
-            verdict = None  # never keep a truncated sample, even if its box happens to match
-            row["verdict"], row["verdict_reason"] = "unverifiable", "truncated (finish_reason=length)"
-        reason = "kept" if verdict is not None and verdict.kept else row["verdict"]
+        reason = "kept" if verdict.kept else problem or verdict.verdict
         reasons[reason] += 1
-        (kept if reason == "kept" else rejected).append(row)
+        (kept if verdict.kept else rejected).append(row)
     room = settings.n - totals["kept"]
     if len(kept) > room:  # --n is exact: the surplus of the last batch goes with the rejected rows
         surplus, kept = kept[room:], kept[:room]
@@ -70,7 +60,7 @@ def _finish_batch(writer: TraceWriter, pending: dict, settings: RunSettings, tot
         for row in surplus:
             row["verdict_reason"] = f"over target --n ({row['verdict_reason']})"
         rejected += surplus
-    tokens = sum(s.num_tokens for _, _, s in rows)
+    tokens = sum(s.num_tokens for _, _, s in pending["rows"])
     writer.commit(pending["batch"], pending["prompt_ids"], kept, rejected, dict(reasons), tokens)
     totals.update(kept=len(kept), rejected=len(rejected), tokens=tokens, prompts=len(pending["prompt_ids"]))
     return len(kept)
@@ -86,7 +76,7 @@ def run(backend, teacher: str, prompts: list[PromptRecord], sampling: SamplingCo
                dynamic_ncols=True)
     t0, tokens0 = time.perf_counter(), totals["tokens"]
     pending = None
-    with ProcessPoolExecutor(max_workers=settings.verify_workers, mp_context=get_context("spawn")) as pool:
+    with MathVerifierPool(settings.verify_workers, settings.verify_timeout_s) as pool:
         for batch, start in enumerate(range(0, len(prompts), settings.batch_prompts)):
             if totals["kept"] >= settings.n:
                 break
@@ -105,7 +95,7 @@ def run(backend, teacher: str, prompts: list[PromptRecord], sampling: SamplingCo
             pending = {
                 "batch": batch, "rows": rows, "teacher": teacher, "prompt_ids": [p.prompt_id for p in chunk],
                 "sampling": sampling.as_dict(seed=seed),
-                "future": pool.submit(_verify_batch, [s.text for _, _, s in rows], [p.gold for p, _, _ in rows]),
+                "futures": [pool.submit(s.text, p.gold) for p, _, s in rows],
             }
             elapsed = time.perf_counter() - t0
             bar.set_postfix(prompts=totals["prompts"] + len(chunk), rejected=totals["rejected"],
