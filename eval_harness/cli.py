@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from eval_harness.benchmarks import BENCHMARKS
+from trace_gen.backends import BACKENDS
 from trace_gen.errors import UsageError
 
 
@@ -23,19 +24,29 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="first N items of each benchmark")
     p.add_argument("--batch-size", type=int, default=64, help="prompts per generate call")
-    p.add_argument("--backend", choices=["hf"], default="hf")
+    p.add_argument("--backend", choices=BACKENDS, default="hf")
     p.add_argument("--output-dir", type=Path, required=True)
 
 
 def make_parser(compare: bool) -> argparse.ArgumentParser:
     if compare:
-        p = argparse.ArgumentParser(prog="python -m eval_harness compare",
-                                    description="accuracy, size and speed of several models, measured in one run")
-        p.add_argument("--models", nargs="+", required=True, metavar="NAME=PATH",
-                       help="models to compare; the first is the reference (e.g. teacher=PATH student=PATH)")
+        p = argparse.ArgumentParser(
+            prog="python -m eval_harness compare",
+            description="accuracy, size and speed of several models, measured in one run",
+        )
+        p.add_argument(
+            "--models",
+            nargs="+",
+            required=True,
+            metavar="NAME=PATH",
+            help="models to compare; the first is the reference (e.g. teacher=PATH student=PATH)",
+        )
     else:
-        p = argparse.ArgumentParser(prog="python -m eval_harness", description=__doc__.split("\n")[0],
-                                    epilog="subcommand: compare (see `python -m eval_harness compare --help`)")
+        p = argparse.ArgumentParser(
+            prog="python -m eval_harness",
+            description=__doc__.split("\n")[0],
+            epilog="subcommand: compare (see `python -m eval_harness compare --help`)",
+        )
         p.add_argument("--model", required=True, help="model directory or hub id")
     _common(p)
     return p
@@ -61,14 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser(is_compare).parse_args(argv[1:] if is_compare else argv)
     try:
         benchmarks = _benchmarks(args.benchmarks)
-        from trace_gen.backends.base import SamplingConfig
-        from trace_gen.backends.hf import HFBackend
+        from trace_gen.backends import SamplingConfig, make_backend
 
-        sampling = SamplingConfig(n=args.samples, temperature=args.temperature, top_p=args.top_p,
-                                  max_new_tokens=args.max_new_tokens, seed=args.seed)
+        sampling = SamplingConfig(
+            n=args.samples,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )
 
-        def make_backend(path: str) -> HFBackend:
-            return HFBackend(path, batch_size=args.batch_size)
+        def backend_for(path: str):
+            return make_backend(args.backend, path, args.batch_size)
 
         if is_compare:
             from eval_harness.compare import compare, markdown_table
@@ -78,16 +93,22 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("--models takes NAME=PATH pairs, e.g. teacher=runs/t student=runs/s")
             for path in models.values():
                 _check_model(path)
-            report = compare(models, benchmarks, sampling, args.limit, args.output_dir, make_backend)
+            report = compare(models, benchmarks, sampling, args.limit, args.output_dir, backend_for)
             print(markdown_table(report))
             print(f"wrote {args.output_dir / 'report.json'}, report.md, report.png")
             return 0
         from eval_harness.evaluate import score_benchmark
 
         _check_model(args.model)
-        backend = make_backend(args.model)
-        summary = {"model": args.model, "sampling": sampling.as_dict(), "benchmarks": {
-            b.NAME: score_benchmark(backend, b, sampling, args.limit, args.output_dir / "samples") for b in benchmarks}}
+        backend = backend_for(args.model)
+        summary = {
+            "model": args.model,
+            "sampling": sampling.as_dict(),
+            "benchmarks": {
+                b.NAME: score_benchmark(backend, b, sampling, args.limit, args.output_dir / "samples")
+                for b in benchmarks
+            },
+        }
         args.output_dir.mkdir(parents=True, exist_ok=True)
         (args.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         print(json.dumps(summary["benchmarks"]))

@@ -4,6 +4,7 @@ All models are measured in one run on the same machine, so their speeds are comp
 """
 
 import json
+import math
 from pathlib import Path
 
 from eval_harness.evaluate import measure_latency, score_benchmark
@@ -18,22 +19,26 @@ def model_size(path: str) -> tuple[int, float]:
     params = 0
     for f in files:
         with safe_open(str(f), "pt") as st:
-            for key in st.keys():
-                shape = st.get_slice(key).get_shape()
-                n = 1
-                for d in shape:
-                    n *= d
-                params += n
+            for key in st.keys():  # noqa: SIM118 (safe_open is not iterable)
+                params += math.prod(st.get_slice(key).get_shape())
     return params, sum(f.stat().st_size for f in files) / 1e6
 
 
-def compare(models: dict[str, str], benchmarks: list, sampling: SamplingConfig, limit: int | None,
-            output_dir: Path, make_backend) -> dict:
+def compare(
+    models: dict[str, str],
+    benchmarks: list,
+    sampling: SamplingConfig,
+    limit: int | None,
+    output_dir: Path,
+    make_backend,
+) -> dict:
     report = {"models": {}, "benchmarks": [b.NAME for b in benchmarks], "sampling": sampling.as_dict()}
     for name, path in models.items():
         backend = make_backend(path)
-        scores = {b.NAME: score_benchmark(backend, b, sampling, limit, output_dir / "samples" / name)
-                  for b in benchmarks}
+        scores = {
+            b.NAME: score_benchmark(backend, b, sampling, limit, output_dir / "samples" / name)
+            for b in benchmarks
+        }
         tokens_per_s = backend.generated_tokens / max(backend.generate_seconds, 1e-9)
         params, size_mb = model_size(path)
         report["models"][name] = {
@@ -59,13 +64,17 @@ def compare(models: dict[str, str], benchmarks: list, sampling: SamplingConfig, 
 
 def markdown_table(report: dict) -> str:
     base = next(iter(report["models"]))
-    lines = [f"| model | accuracy | retention vs {base} | params | size MB | tokens/s | s/response |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| model | accuracy | retention vs {base} | params | size MB | tokens/s | s/response |",
+        "|---|---|---|---|---|---|---|",
+    ]
     retention = report[f"retention_vs_{base}"]
     for name, m in report["models"].items():
         r = retention[name]
-        lines.append(f"| {name} | {m['accuracy']:.3f} | {'-' if r is None else f'{r:.3f}'} | {m['params']:,} | "
-                     f"{m['size_mb']:.2f} | {m['tokens_per_s']:.0f} | {m['latency_s_per_response']:.3f} |")
+        lines.append(
+            f"| {name} | {m['accuracy']:.3f} | {'-' if r is None else f'{r:.3f}'} | {m['params']:,} | "
+            f"{m['size_mb']:.2f} | {m['tokens_per_s']:.0f} | {m['latency_s_per_response']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

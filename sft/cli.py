@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown subcommand {argv[0]!r}; use `python -m sft run ...`", file=sys.stderr)
         return 2
     argv = argv[1:]
-    if "--config" not in argv and not any(a.startswith("--config=") for a in argv) and "-h" not in argv \
-            and "--help" not in argv:
+    if (
+        "--config" not in argv
+        and not any(a.startswith("--config=") for a in argv)
+        and "-h" not in argv
+        and "--help" not in argv
+    ):
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     parser = make_parser()
     try:

@@ -15,7 +15,9 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "sft" / "toy_student.yaml"
 class DistillArguments:
     traces: str = field(
         default="runs/demo/traces",
-        metadata={"help": "Traces directory written by `python -m trace_gen` (Parquet parts), or a Parquet/JSONL file."},
+        metadata={
+            "help": "Traces directory written by `python -m trace_gen` (Parquet parts), or a Parquet/JSONL file."
+        },
     )
     keep_verdicts: list[str] = field(
         default_factory=lambda: ["correct", "passed"],
@@ -23,7 +25,9 @@ class DistillArguments:
     )
     include_rejected: bool = field(
         default=False,
-        metadata={"help": "Also read `<traces>/rejected/` (rows the filter dropped), e.g. for an unfiltered ablation."},
+        metadata={
+            "help": "Also read `<traces>/rejected/` (rows the filter dropped), e.g. for an unfiltered ablation."
+        },
     )
     max_samples: int | None = field(
         default=None, metadata={"help": "Use at most this many training rows (after filtering)."}

@@ -14,7 +14,9 @@ def trace_files(traces: str, include_rejected: bool) -> list[str]:
     if path.is_file():
         return [str(path)]
     if not path.is_dir():
-        raise UsageError(f"traces not found at {path}: run `python -m trace_gen --out {path}` first or pass --traces")
+        raise UsageError(
+            f"traces not found at {path}: run `python -m trace_gen --out {path}` first or pass --traces"
+        )
     files = sorted(path.glob("*.parquet"))
     if include_rejected:
         files += sorted((path / "rejected").glob("*.parquet"))
@@ -32,8 +34,10 @@ def load_traces(
     ds = load_dataset(kind, data_files=files, split="train")
     column = next((c for c in TEXT_COLUMNS if c in ds.column_names), None)
     if column is None:
-        raise UsageError(f"{traces} has no 'messages' column (columns: {', '.join(ds.column_names)}); "
-                         "write traces with `python -m trace_gen` or add a chat-format `messages` column")
+        raise UsageError(
+            f"{traces} has no 'messages' column (columns: {', '.join(ds.column_names)}); "
+            "write traces with `python -m trace_gen` or add a chat-format `messages` column"
+        )
     if "all" not in keep_verdicts and "verdict" in ds.column_names:
         keep = set(keep_verdicts)
         ds = ds.filter(lambda v: v in keep, input_columns="verdict")

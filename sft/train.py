@@ -20,7 +20,9 @@ def load_student(model_args: ModelConfig, training_args: SFTConfig):
     if path is None:
         raise UsageError("no student model given: pass --model_name_or_path PATH_OR_HUB_ID")
     if Path(path).exists() and not (Path(path) / "config.json").is_file():
-        raise UsageError(f"{path} exists but has no config.json: point --model_name_or_path at a model directory")
+        raise UsageError(
+            f"{path} exists but has no config.json: point --model_name_or_path at a model directory"
+        )
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     quantization_config = get_quantization_config(model_args)
     model = AutoModelForCausalLM.from_pretrained(

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from trace_gen.backends.base import SamplingConfig
-from trace_gen.prompts import PromptRecord
 from trace_gen.filters.format import format_problem
+from trace_gen.prompts import PromptRecord
 from trace_gen.records import trace_row
 from trace_gen.verify import MathVerifierPool, Verdict
 from trace_gen.writer import TraceWriter
@@ -35,8 +35,10 @@ class RunSettings:
 
 def shard(prompts: list[PromptRecord], num_shards: int, shard_index: int) -> list[PromptRecord]:
     """A deterministic, disjoint slice by a hash of the prompt id (stable when the dataset is reordered)."""
+
     def bucket(p: PromptRecord) -> int:
         return int(hashlib.sha1(p.prompt_id.encode()).hexdigest()[:8], 16) % num_shards
+
     return [p for p in prompts if bucket(p) == shard_index]
 
 
@@ -46,7 +48,9 @@ def _finish_batch(writer: TraceWriter, pending: dict, settings: RunSettings, tot
     for (prompt, idx, sample), future in zip(pending["rows"], pending["futures"], strict=True):
         verdict = future.result()
         problem = format_problem(sample.text, sample.finish_reason, check_language=False)
-        if problem is not None and verdict.kept:  # a matching box in a malformed trace is not a trace to learn
+        if (
+            problem is not None and verdict.kept
+        ):  # a matching box in a malformed trace is not a trace to learn
             verdict = Verdict("unverifiable", f"format: {problem}")
         row = trace_row(prompt, idx, sample, verdict, pending["teacher"], pending["sampling"])
         reason = "kept" if verdict.kept else problem or verdict.verdict
@@ -66,14 +70,26 @@ def _finish_batch(writer: TraceWriter, pending: dict, settings: RunSettings, tot
     return len(kept)
 
 
-def run(backend, teacher: str, prompts: list[PromptRecord], sampling: SamplingConfig, settings: RunSettings,
-        out: Path, run_identity: dict) -> dict:
+def run(
+    backend,
+    teacher: str,
+    prompts: list[PromptRecord],
+    sampling: SamplingConfig,
+    settings: RunSettings,
+    out: Path,
+    run_identity: dict,
+) -> dict:
     writer = TraceWriter(out, run_identity, settings.keep_rejected)
     prompts = shard(prompts, settings.num_shards, settings.shard_index)
     totals = Counter(writer.totals())
     done = writer.done_batches
-    bar = tqdm(total=settings.n, initial=min(totals["kept"], settings.n), unit="trace", desc="kept traces",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=settings.n,
+        initial=min(totals["kept"], settings.n),
+        unit="trace",
+        desc="kept traces",
+        dynamic_ncols=True,
+    )
     t0, tokens0 = time.perf_counter(), totals["tokens"]
     pending = None
     with MathVerifierPool(settings.verify_workers, settings.verify_timeout_s) as pool:
@@ -93,13 +109,19 @@ def run(backend, teacher: str, prompts: list[PromptRecord], sampling: SamplingCo
                     break  # the batch just generated is not needed; it is not committed, so nothing is lost
             rows = [(p, i, s) for p, ss in zip(chunk, samples, strict=True) for i, s in enumerate(ss)]
             pending = {
-                "batch": batch, "rows": rows, "teacher": teacher, "prompt_ids": [p.prompt_id for p in chunk],
+                "batch": batch,
+                "rows": rows,
+                "teacher": teacher,
+                "prompt_ids": [p.prompt_id for p in chunk],
                 "sampling": sampling.as_dict(seed=seed),
                 "futures": [pool.submit(s.text, p.gold) for p, _, s in rows],
             }
             elapsed = time.perf_counter() - t0
-            bar.set_postfix(prompts=totals["prompts"] + len(chunk), rejected=totals["rejected"],
-                            tok_s=f"{(totals['tokens'] - tokens0) / max(elapsed, 1e-9):.0f}")
+            bar.set_postfix(
+                prompts=totals["prompts"] + len(chunk),
+                rejected=totals["rejected"],
+                tok_s=f"{(totals['tokens'] - tokens0) / max(elapsed, 1e-9):.0f}",
+            )
         if pending is not None:
             bar.update(_finish_batch(writer, pending, settings, totals))
     bar.close()
@@ -118,10 +140,18 @@ def write_stats(out: Path, writer: TraceWriter) -> dict:
         for part in e["parts"]:
             lengths += pq.read_table(out / part, columns=["num_tokens"]).column("num_tokens").to_pylist()
     lengths.sort()
-    pct = {f"p{q}": lengths[min(len(lengths) - 1, int(q / 100 * len(lengths)))] for q in (5, 50, 95, 99)} if lengths else {}
+    pct = (
+        {f"p{q}": lengths[min(len(lengths) - 1, int(q / 100 * len(lengths)))] for q in (5, 50, 95, 99)}
+        if lengths
+        else {}
+    )
     totals = writer.totals()
     sampled = totals["kept"] + totals["rejected"]
-    stats = {**totals, "acceptance": round(totals["kept"] / sampled, 4) if sampled else 0.0,
-             "reasons": dict(reasons), "num_tokens_percentiles": pct}
+    stats = {
+        **totals,
+        "acceptance": round(totals["kept"] / sampled, 4) if sampled else 0.0,
+        "reasons": dict(reasons),
+        "num_tokens_percentiles": pct,
+    }
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     return stats

@@ -27,8 +27,10 @@ def _messages(problem: str, system_prompt: str | None, instruction: str | None) 
 
 
 def toy_prompts(split: str, system_prompt: str | None = None) -> list[PromptRecord]:
-    return [PromptRecord(p.prompt_id, p.problem, p.answer, _messages(p.problem, system_prompt, toy.INSTRUCTION))
-            for p in toy.split(split)]
+    return [
+        PromptRecord(p.prompt_id, p.problem, p.answer, _messages(p.problem, system_prompt, toy.INSTRUCTION))
+        for p in toy.split(split)
+    ]
 
 
 def _load_rows(dataset: str, split: str) -> list[dict]:
@@ -40,7 +42,9 @@ def _load_rows(dataset: str, split: str) -> list[dict]:
                 try:
                     line = raw.decode("utf-8").strip()
                 except UnicodeDecodeError as err:
-                    raise UsageError(f"{path}:{lineno} is not UTF-8 ({err.reason}); re-encode the file as UTF-8") from err
+                    raise UsageError(
+                        f"{path}:{lineno} is not UTF-8 ({err.reason}); re-encode the file as UTF-8"
+                    ) from err
                 if line:
                     rows.append(json.loads(line))
         return rows
@@ -55,18 +59,31 @@ def _load_rows(dataset: str, split: str) -> list[dict]:
     return load_dataset(dataset, split=split).to_list()  # hub name
 
 
-def dataset_prompts(dataset: str, split: str, problem_column: str, answer_column: str,
-                    id_column: str | None, system_prompt: str | None, instruction: str | None) -> list[PromptRecord]:
+def dataset_prompts(
+    dataset: str,
+    split: str,
+    problem_column: str,
+    answer_column: str,
+    id_column: str | None,
+    system_prompt: str | None,
+    instruction: str | None,
+) -> list[PromptRecord]:
     rows = _load_rows(dataset, split)
     if not rows:
         raise UsageError(f"dataset {dataset} has no rows")
     for col in (problem_column, answer_column, id_column):
         if col is not None and col not in rows[0]:
-            raise UsageError(f"dataset {dataset} has no column {col!r} (columns: {', '.join(rows[0])}); "
-                             f"map yours with --problem-column/--answer-column/--id-column")
+            raise UsageError(
+                f"dataset {dataset} has no column {col!r} (columns: {', '.join(rows[0])}); "
+                f"map yours with --problem-column/--answer-column/--id-column"
+            )
     records = []
     for row in rows:
         problem = str(row[problem_column] or "")
         pid = str(row[id_column]) if id_column else "p-" + hashlib.sha1(problem.encode()).hexdigest()[:16]
-        records.append(PromptRecord(pid, problem, str(row[answer_column]), _messages(problem, system_prompt, instruction)))
+        records.append(
+            PromptRecord(
+                pid, problem, str(row[answer_column]), _messages(problem, system_prompt, instruction)
+            )
+        )
     return records

@@ -10,21 +10,23 @@ from trace_gen.verify import Verdict
 
 THINK_END = "</think>"
 
-SCHEMA = pa.schema([
-    ("prompt_id", pa.string()),
-    ("sample_idx", pa.int32()),
-    ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-    ("reasoning", pa.string()),
-    ("answer", pa.string()),
-    ("completion", pa.string()),
-    ("finish_reason", pa.string()),
-    ("num_tokens", pa.int32()),
-    ("teacher", pa.string()),
-    ("sampling", pa.string()),  # JSON: sampling parameters and the seed used
-    ("gold", pa.string()),
-    ("verdict", pa.string()),
-    ("verdict_reason", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("reasoning", pa.string()),
+        ("answer", pa.string()),
+        ("completion", pa.string()),
+        ("finish_reason", pa.string()),
+        ("num_tokens", pa.int32()),
+        ("teacher", pa.string()),
+        ("sampling", pa.string()),  # JSON: sampling parameters and the seed used
+        ("gold", pa.string()),
+        ("verdict", pa.string()),
+        ("verdict_reason", pa.string()),
+    ]
+)
 
 
 def split_completion(completion: str) -> tuple[str, str]:
@@ -35,8 +37,9 @@ def split_completion(completion: str) -> tuple[str, str]:
     return (head + sep).strip(), tail.strip()
 
 
-def trace_row(prompt: PromptRecord, sample_idx: int, sample: Sample, verdict: Verdict, teacher: str,
-              sampling: dict) -> dict:
+def trace_row(
+    prompt: PromptRecord, sample_idx: int, sample: Sample, verdict: Verdict, teacher: str, sampling: dict
+) -> dict:
     reasoning, answer = split_completion(sample.text)
     return {
         "prompt_id": prompt.prompt_id,

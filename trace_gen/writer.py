@@ -46,11 +46,17 @@ class TraceWriter:
         if run_file.exists():
             previous = json.loads(run_file.read_text())
             if previous != run_identity:
-                diff = sorted(k for k in set(previous) | set(run_identity) if previous.get(k) != run_identity.get(k))
-                raise UsageError(f"{out} holds a different run (differs in: {', '.join(diff)}); "
-                                 "use a new --out directory or rerun with the original settings to resume")
+                diff = sorted(
+                    k for k in set(previous) | set(run_identity) if previous.get(k) != run_identity.get(k)
+                )
+                raise UsageError(
+                    f"{out} holds a different run (differs in: {', '.join(diff)}); "
+                    "use a new --out directory or rerun with the original settings to resume"
+                )
         elif any(out.iterdir()):
-            raise UsageError(f"{out} is not empty and is not a trace_gen output; choose an empty --out directory")
+            raise UsageError(
+                f"{out} is not empty and is not a trace_gen output; choose an empty --out directory"
+            )
         else:
             _fsync_write(run_file, json.dumps(run_identity, indent=2, sort_keys=True).encode())
         self.entries = self._read_manifest()
@@ -82,12 +88,22 @@ class TraceWriter:
 
     def totals(self) -> dict:
         kept = sum(e["kept"] for e in self.entries)
-        return {"kept": kept, "rejected": sum(e["rejected"] for e in self.entries),
-                "tokens": sum(e["tokens"] for e in self.entries),
-                "prompts": sum(len(e["prompt_ids"]) for e in self.entries)}
+        return {
+            "kept": kept,
+            "rejected": sum(e["rejected"] for e in self.entries),
+            "tokens": sum(e["tokens"] for e in self.entries),
+            "prompts": sum(len(e["prompt_ids"]) for e in self.entries),
+        }
 
-    def commit(self, batch: int, prompt_ids: list[str], kept: list[dict], rejected: list[dict],
-               reasons: dict[str, int], tokens: int) -> None:
+    def commit(
+        self,
+        batch: int,
+        prompt_ids: list[str],
+        kept: list[dict],
+        rejected: list[dict],
+        reasons: dict[str, int],
+        tokens: int,
+    ) -> None:
         parts = []
         if kept:
             name = f"part-{batch:06d}.parquet"
@@ -98,8 +114,15 @@ class TraceWriter:
             name = f"rejected/part-{batch:06d}.parquet"
             _write_part(self.out / name, rejected)
             parts.append(name)
-        entry = {"batch": batch, "parts": parts, "prompt_ids": prompt_ids, "kept": len(kept),
-                 "rejected": len(rejected), "reasons": reasons, "tokens": tokens}
+        entry = {
+            "batch": batch,
+            "parts": parts,
+            "prompt_ids": prompt_ids,
+            "kept": len(kept),
+            "rejected": len(rejected),
+            "reasons": reasons,
+            "tokens": tokens,
+        }
         with open(self.out / MANIFEST, "a") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()

@@ -21,7 +21,9 @@ class HFBackend:
     trust_remote_code: bool = False
 
     def __post_init__(self):
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=self.trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.model_path, trust_remote_code=self.trust_remote_code
+        )
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(
             self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code
@@ -31,8 +33,9 @@ class HFBackend:
         self.generate_seconds = 0.0
 
     def prompt_token_ids(self, messages: list[dict]) -> list[int]:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True)["input_ids"]
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig, seed: int) -> list[list[Sample]]:
         """Sample `sampling.n` completions for each tokenised prompt; results in the input order."""
@@ -41,7 +44,9 @@ class HFBackend:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             torch.manual_seed(seed + start)
-            for i, samples in zip(idx, self._generate_batch([prompts[i] for i in idx], sampling), strict=True):
+            for i, samples in zip(
+                idx, self._generate_batch([prompts[i] for i in idx], sampling), strict=True
+            ):
                 results[i] = samples
         return results
 
@@ -71,7 +76,9 @@ class HFBackend:
             else:
                 row, finish = [t for t in row if t != pad], "length"
             self.generated_tokens += len(row)
-            text = self.tokenizer.decode(row, skip_special_tokens=False).removesuffix(self.tokenizer.eos_token)
+            text = self.tokenizer.decode(row, skip_special_tokens=False).removesuffix(
+                self.tokenizer.eos_token
+            )
             samples.append(Sample(text=text, num_tokens=len(row), finish_reason=finish))
         n = sampling.n
         return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]

@@ -3,7 +3,7 @@
 Usage:
     python -m trace_gen.toy.build            # rewrites trace_gen/toy/assets/ (~25 min on 2 cores)
 
-Deterministic: fixed seeds, one thread count, CPU only, so on the same torch build (2.13.0+cpu) a
+Deterministic: fixed seeds, one thread (OMP_NUM_THREADS=1), CPU only, so on the same torch build (2.13.0+cpu) a
 rerun reproduces the committed weights bit for bit; it prints each file's sha256 to compare.
 The teacher is trained by the project's own `python -m sft run` (full fine-tune on gold chains of
 thought); the student base only sees problem texts without solutions and standalone arithmetic facts.
@@ -28,8 +28,14 @@ from trace_gen.toy.tokenizer import build_tokenizer
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 REPO = Path(__file__).resolve().parents[2]
-MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-               "tokenizer_config.json", "chat_template.jinja")
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+)
 
 
 def arithmetic_facts(n: int, seed: int) -> list[str]:
@@ -43,9 +49,25 @@ def arithmetic_facts(n: int, seed: int) -> list[str]:
 
 
 def _sft(config: str, model: Path, data: Path, out: Path) -> None:
-    cmd = [sys.executable, "-m", "sft", "run", "--config", str(REPO / "configs" / "sft" / config),
-           "--model_name_or_path", str(model), "--traces", str(data), "--output_dir", str(out)]
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""})
+    cmd = [
+        sys.executable,
+        "-m",
+        "sft",
+        "run",
+        "--config",
+        str(REPO / "configs" / "sft" / config),
+        "--model_name_or_path",
+        str(model),
+        "--traces",
+        str(data),
+        "--output_dir",
+        str(out),
+    ]
+    subprocess.run(
+        cmd,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""},
+    )
 
 
 def _install(src: Path, dst: Path) -> None:
@@ -61,9 +83,17 @@ def build(out: Path) -> None:
     tokenizer = build_tokenizer(train[:5000])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        gold = [{"prompt_id": p.prompt_id, "verdict": "correct",
-                 "messages": [{"role": "user", "content": p.user_message()},
-                              {"role": "assistant", "content": p.gold_completion()}]} for p in train]
+        gold = [
+            {
+                "prompt_id": p.prompt_id,
+                "verdict": "correct",
+                "messages": [
+                    {"role": "user", "content": p.user_message()},
+                    {"role": "assistant", "content": p.gold_completion()},
+                ],
+            }
+            for p in train
+        ]
         (tmp / "gold").mkdir()
         pq.write_table(pa.Table.from_pylist(gold), tmp / "gold" / "part-00000.parquet")
         texts = [{"text": p.problem} for p in train] + [{"text": t} for t in arithmetic_facts(60_000, seed=7)]
