@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m demo
+	$(PY) scripts/demo.py
 
 test: install
 	$(PY) -m pytest
