@@ -71,14 +71,22 @@ def run_method(method, args, hidden, weight, t_hidden, t_weight, labels):
         with torch.no_grad():
             teacher_logits = t_hidden @ t_weight.T
         loss = GKDTrainer.generalized_jsd_loss(
-            student_logits[None], teacher_logits[None], labels[None], beta=args.beta, temperature=args.temperature
+            student_logits[None],
+            teacher_logits[None],
+            labels[None],
+            beta=args.beta,
+            temperature=args.temperature,
         )
         del student_logits, teacher_logits
     elif method == "liger":
         from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
 
         liger = LigerFusedLinearJSDLoss(
-            weight_hard_loss=0.0, weight_soft_loss=1.0, beta=args.beta, temperature=args.temperature, compiled=False
+            weight_hard_loss=0.0,
+            weight_soft_loss=1.0,
+            beta=args.beta,
+            temperature=args.temperature,
+            compiled=False,
         )
         loss = liger(hidden, weight, t_hidden, t_weight, labels)
     else:
