@@ -178,12 +178,22 @@ class _FusedLinearLosses(torch.autograd.Function):
     def backward(ctx, *grad_outputs):
         shape, h_dtype, w_dtype, n_terms, want_weight_grad = ctx.hidden_meta
         saved = ctx.saved_tensors
-        grad_hidden = sum(g_out * g for g_out, g in zip(grad_outputs, saved[:n_terms], strict=True))
-        grad_weight = None
-        if want_weight_grad:
-            grad_weight = sum(g_out * g for g_out, g in zip(grad_outputs, saved[n_terms:], strict=True))
-            grad_weight = grad_weight.to(w_dtype)
+        grad_hidden = _weighted_sum(grad_outputs, saved[:n_terms])
+        grad_weight = _weighted_sum(grad_outputs, saved[n_terms:]).to(w_dtype) if want_weight_grad else None
         return grad_hidden.reshape(shape).to(h_dtype), grad_weight, None, None, None
+
+
+def _weighted_sum(scales, tensors):
+    """sum(scale * tensor), allocating at most one new tensor (the (V, H) weight grads are large).
+
+    With one term and scale 1 the stored buffer itself is returned: backward must run once per forward.
+    """
+    if len(tensors) == 1 and bool(scales[0] == 1):
+        return tensors[0]
+    out = torch.zeros_like(tensors[0])
+    for scale, tensor in zip(scales, tensors, strict=True):
+        out.add_(tensor, alpha=scale.item())
+    return out
 
 
 def _log_softmax_(x: torch.Tensor, temperature: float) -> torch.Tensor:
