@@ -171,12 +171,12 @@ class _FusedLinearLosses(torch.autograd.Function):
                 del grad_logits
             del logits
         ctx.save_for_backward(*grad_hidden, *[g for g in grad_weight if g is not None])
-        ctx.hidden_meta = (hidden.shape, hidden.dtype, weight.dtype, len(terms), want_weight_grad)
+        ctx.meta = (hidden.shape, hidden.dtype, weight.dtype, len(terms), want_weight_grad)
         return tuple(losses)
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        shape, h_dtype, w_dtype, n_terms, want_weight_grad = ctx.hidden_meta
+        shape, h_dtype, w_dtype, n_terms, want_weight_grad = ctx.meta
         saved = ctx.saved_tensors
         grad_hidden = _weighted_sum(grad_outputs, saved[:n_terms])
         grad_weight = _weighted_sum(grad_outputs, saved[n_terms:]).to(w_dtype) if want_weight_grad else None

@@ -151,3 +151,21 @@ def test_teacher_must_be_given_exactly_once():
         chunked_kd_loss(h, w, labels)
     with pytest.raises(AssertionError, match="either"):
         chunked_kd_loss(h, w, labels, teacher_hidden=th, teacher_weight=tw, topk_ids=ids, topk_logprobs=lps)
+
+
+@pytest.mark.slow
+def test_bench_runs_at_tiny_size(capsys):
+    """bench/kl_loss.py end to end (subprocess per method): ends with the JSON summary line."""
+    import json
+    import runpy
+
+    bench = runpy.run_path("bench/kl_loss.py")
+    bench["main"](["--tokens", "16", "--vocab", "64", "--hidden", "8", "--chunk-size", "5"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in (
+        "memory_ratio_naive_over_chunked",
+        "memory_ratio_liger_over_chunked",
+        "time_ratio_chunked_over_naive",
+    ):
+        assert key in summary
+    assert summary["max_rel_grad_err"] < 1e-5
