@@ -63,7 +63,7 @@ def score(bench, items: list[Item], completions: list[str], pool: MathVerifierPo
     return [{"answer": None, "verdict": v.verdict, "reason": v.reason} for v in verdicts]
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_sample_rows(path: Path) -> list[dict]:
     """Rows of a per-sample file; a torn last line (the run was killed mid-write) is dropped."""
     rows = []
     if path.exists():
@@ -96,7 +96,7 @@ def generate(
 ) -> dict[str, list[dict]]:
     """Generate and score `sampling.n` samples per item, resuming from `path`; item id -> rows."""
     key = settings_id(settings)
-    done = _by_item(items, [r for r in _read_rows(path) if r.get("settings") == key])
+    done = _by_item(items, [r for r in read_sample_rows(path) if r.get("settings") == key])
     batch = backend.batch_size
     todo = [
         start

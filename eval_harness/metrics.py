@@ -74,6 +74,16 @@ def ks_for(n: int) -> list[int]:
     return [*ks, n] if n > 1 else ks
 
 
+def is_infra_error(row: dict) -> bool:
+    """A sample the checker could not judge (sandbox failure, verifier timeout or crash, unparseable
+    gold): it counts as not solved, and is reported apart so it is never read as a wrong answer."""
+    reason = row.get("reason") or ""
+    return row["verdict"] == "sandbox_error" or (
+        row["verdict"] == "unverifiable"
+        and reason.startswith(("timed out", "could not check", "could not parse gold"))
+    )
+
+
 def summarise(samples: list[list[dict]], kind: str, seed: int = 0) -> dict:
     """Metrics of one benchmark from per-item lists of sample rows (each with `verdict`, and
     optionally `answer`, `finish_reason`, `num_tokens`). Fractions in 0-1; CIs as [low, high]."""
@@ -98,4 +108,5 @@ def summarise(samples: list[list[dict]], kind: str, seed: int = 0) -> dict:
     out["truncation_rate"] = None if None in finish else sum(f == "length" for f in finish) / len(rows)
     out["mean_response_tokens"] = None if None in tokens else sum(tokens) / len(rows)
     out["verdicts"] = dict(sorted(Counter(r["verdict"] for r in rows).items()))
+    out["infra_error_rate"] = sum(is_infra_error(r) for r in rows) / len(rows)
     return out

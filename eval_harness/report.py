@@ -11,10 +11,11 @@ def _with_ci(s: dict, metric: str) -> str:
 
 
 def summary_markdown(summary: dict) -> str:
-    """| benchmark | n | K | pass@1 [95% CI] | pass@K | maj@K | truncated % | mean tokens | (percentages)."""
+    """One row per benchmark, in percent; "unchecked" = samples the checker could not judge (timeouts,
+    sandbox failures), counted as unsolved but never as wrong."""
     lines = [
-        "| benchmark | n | K | pass@1 [95% CI] | pass@K | maj@K | truncated % | mean tokens |",
-        "|---|---|---|---|---|---|---|---|",
+        "| benchmark | n | K | pass@1 [95% CI] | pass@K | maj@K | truncated % | mean tokens | unchecked % |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary["benchmarks"].items():
         k = s["samples"]
@@ -23,6 +24,6 @@ def summary_markdown(summary: dict) -> str:
         tokens = "-" if s["mean_response_tokens"] is None else f"{s['mean_response_tokens']:.0f}"
         lines.append(
             f"| {name} | {s['n']} | {k} | {_with_ci(s, 'pass@1')} | {pass_k} | {maj_k} | "
-            f"{_pct(s['truncation_rate'])} | {tokens} |"
+            f"{_pct(s['truncation_rate'])} | {tokens} | {_pct(s['infra_error_rate'])} |"
         )
     return "\n".join(lines) + "\n"

@@ -99,6 +99,17 @@ def test_ci_width_shrinks_with_more_samples_per_item():
     assert w64 < 0.6 * w1
 
 
+def test_checker_failures_are_reported_apart_from_wrong_answers():
+    rows = [
+        {"verdict": "unverifiable", "reason": "timed out after 10s"},
+        {"verdict": "unverifiable", "reason": "no answer: <think> never closed"},  # the model's fault
+        {"verdict": "sandbox_error", "reason": "sandbox failed: unshare"},
+        {"verdict": "passed", "reason": "all tests passed"},
+    ]
+    s = summarise([rows], "code")
+    assert s["pass@1"] == 0.25 and s["infra_error_rate"] == 0.5
+
+
 def test_summarise_reports_every_k_maj_truncation_and_tokens():
     samples = [_rows([True, False, False, False, True]), _rows([False] * 5)]
     samples[1][0].update(finish_reason="length", num_tokens=30)
@@ -110,6 +121,6 @@ def test_summarise_reports_every_k_maj_truncation_and_tokens():
     assert s["maj@5"] == 0.0  # item 0: wrong "2" wins 3-2
     assert s["truncation_rate"] == pytest.approx(1 / 10)
     assert s["mean_response_tokens"] == pytest.approx((9 * 10 + 30) / 10)
-    assert s["verdicts"] == {"correct": 2, "wrong": 8}
+    assert s["verdicts"] == {"correct": 2, "wrong": 8} and s["infra_error_rate"] == 0
     assert "maj@5" not in summarise(samples, "code")
     assert "maj@1" not in summarise([_rows([True])], "math")
