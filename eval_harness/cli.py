@@ -141,7 +141,14 @@ def _samplings(args, benches: list) -> dict:
     if args.samples < 1:
         raise UsageError(f"--samples must be at least 1, got {args.samples}")
     overrides = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
-    return {b.NAME: sampling_for(b, args.samples, args.seed, overrides) for b in benches}
+    samplings = {b.NAME: sampling_for(b, args.samples, args.seed, overrides) for b in benches}
+    greedy = [name for name, s in samplings.items() if s.temperature == 0]
+    if args.samples > 1 and greedy:
+        raise UsageError(
+            f"--samples {args.samples} with greedy decoding on {', '.join(greedy)} repeats one answer; "
+            f"pass --temperature (R1 evaluation uses 0.6) or --samples 1"
+        )
+    return samplings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +170,7 @@ def _evaluate(args, benches: list) -> int:
     from eval_harness.report import summary_markdown
     from trace_gen.verify import MathVerifierPool
 
-    samplings = _samplings(args, benches)
+    samplings = _samplings(args, benches) if args.model else {}
     items = {b.NAME: b.load(args.limit) for b in benches}  # missing data fails here, before any model
     samples_dir = args.output_dir / "samples"
     if args.model:

@@ -40,6 +40,21 @@ def test_missing_data_file_says_where_it_looked(tmp_path, capsys, monkeypatch):
     assert "DISTILL_BENCHMARKS_DIR" in line
 
 
+def test_k_greedy_samples_are_refused(tmp_path, capsys):
+    args = [
+        "--model",
+        str(tmp_path),
+        "--benchmarks",
+        "toy",
+        "--samples",
+        "4",
+        "--output-dir",
+        str(tmp_path / "o"),
+    ]
+    assert main(args) == 2
+    assert "greedy decoding on toy" in _error_line(capsys)
+
+
 def test_responses_that_do_not_match_name_the_missing_ids(tmp_path, capsys):
     items = toy.load(6)
     responses = _write_jsonl(
