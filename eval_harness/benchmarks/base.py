@@ -1,10 +1,46 @@
-"""The item every benchmark yields: an id, the chat to send, and the gold answer."""
+"""What every benchmark shares: the item it yields, R1 prompt and generation defaults, its data files.
+
+A benchmark is a module (see `eval_harness.benchmarks.__init__`) with NAME, KIND ("math" or "code"),
+GENERATION (default sampling settings; CLI flags override them), `load(limit) -> list[Item]`,
+`extract(completion) -> str | None` (the answer or code the scorer checks) and `oracle(item) -> str`
+(the reference solution written as a model output, for `--oracle`). Math modules also set EXTRACTORS.
+"""
 
 from dataclasses import dataclass
+
+from trace_gen.errors import UsageError
+from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
+
+# DeepSeek-R1's evaluation recipe: the instruction goes in the user turn, no system prompt.
+R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+R1_GENERATION = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}
 
 
 @dataclass(frozen=True)
 class Item:
     id: str
     messages: tuple[dict, ...]
-    gold: str
+    gold: str | dict  # math: the final answer; code: {"prompt", "test", "entry_point"}
+    reference: str | None = None  # a reference solution (the oracle's answer), when the data has one
+
+
+def math_messages(problem: str) -> tuple[dict, ...]:
+    return ({"role": "user", "content": f"{problem}\n{R1_INSTRUCTION}"},)
+
+
+def read_rows(file_name: str) -> list[dict]:
+    """Rows of a shared benchmark file; a missing file is one clear UsageError saying where we looked."""
+    path = benchmarks_dir() / file_name
+    if not path.is_file():
+        raise UsageError(
+            f"benchmark data not found: looked for {path}; put the shared benchmark files there "
+            f"(see shared/benchmarks/README.md) or point DISTILL_BENCHMARKS_DIR at their directory"
+        )
+    return read_jsonl(path)
+
+
+def number_text(value) -> str:
+    """A gold number as text: 27.0 -> "27", 0.5 -> "0.5", "204" -> "204"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,31 @@
+"""amc23: AMC 2023, 40 problems (as in Qwen2.5-Math's eval data; answers are numbers, 27.0 = 27).
+
+Data: amc23.jsonl (id, problem, answer, url); problems (c) MAA. Score: the last \\boxed{} after
+</think> against `answer`. Oracle: "\\boxed{answer}" (the data has no solutions).
+"""
+
+from eval_harness.benchmarks.base import R1_GENERATION, Item, math_messages, number_text, read_rows
+from trace_gen.verify import extract_answer
+
+NAME = "amc23"
+KIND = "math"
+DATA_FILE = "amc23.jsonl"
+GENERATION = R1_GENERATION
+EXTRACTORS = ("boxed",)
+
+
+def prompt(row: dict) -> Item:
+    return Item(f"amc23-{row['id']}", math_messages(row["problem"]), number_text(row["answer"]))
+
+
+def load(limit: int | None = None) -> list[Item]:
+    return [prompt(row) for row in read_rows(DATA_FILE)[:limit]]
+
+
+def extract(completion: str) -> str | None:
+    found = extract_answer(completion, EXTRACTORS)
+    return found[0] if found else None
+
+
+def oracle(item: Item) -> str:
+    return f"\\boxed{{{item.gold}}}"
