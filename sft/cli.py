@@ -8,6 +8,7 @@ Usage:
 import difflib
 import sys
 
+import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from sft.config import DEFAULT_CONFIG, DistillArguments
@@ -34,6 +35,41 @@ def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
     return f"{text.splitlines()[0]} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
 
 
+def _config_path(argv: list[str]) -> str | None:
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _check_config(argv: list[str], parser: TrlParser) -> dict:
+    """Read the YAML first, so an unknown key is reported before any dataclass validation runs."""
+    path = _config_path(argv)
+    if path is None:
+        return {}
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise ValueError(f"cannot read config {path}: {err.strerror}") from err
+    valid = {a.dest for a in parser._actions}
+    unknown = [k for k in config if k not in valid]
+    if unknown:
+        raise ValueError(f"Unknown keys in {path}: {unknown}")
+    return config
+
+
+def _cpu_defaults(argv: list[str], config: dict) -> list[str]:
+    """TRL defaults to bf16, which TrainingArguments refuses without a GPU: default it off on CPU."""
+    import torch
+
+    if torch.cuda.is_available() or "bf16" in config or any(a.startswith("--bf16") for a in argv):
+        return argv
+    return [*argv, "--bf16", "false"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -53,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     parser = make_parser()
     try:
+        argv = _cpu_defaults(argv, _check_config(argv, parser))
         args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)
