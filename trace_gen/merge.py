@@ -53,7 +53,7 @@ def merge(out: Path, shard_dirs: list[Path]) -> dict:
     shards = {}
     for path in shard_dirs:
         identity, entries = _read_shard(path)
-        index, count = identity["shard"]
+        index = identity["shard"][0]
         if index in shards:
             raise UsageError(f"shard {index} given twice: {shards[index][0]} and {path}")
         shards[index] = (path, identity, entries)

@@ -109,8 +109,8 @@ def _finish_batch(writer: TraceWriter, pending: dict, settings: RunSettings, tot
         if not verdict.kept:
             reasons[problem or verdict.verdict] += 1
     if settings.dedup != "off" and kept:
-        threshold = settings.near_dup_threshold if settings.dedup == "near" else 1.0
-        dups = duplicate_reasons([r["completion"] for r in kept], [r["prompt_id"] for r in kept], threshold)
+        texts, groups = [r["completion"] for r in kept], [r["prompt_id"] for r in kept]
+        dups = duplicate_reasons(texts, groups, settings.near_dup_threshold)
         if settings.dedup == "exact":
             dups = [d if d == "exact_duplicate" else None for d in dups]
         for row, dup in zip(kept, dups, strict=True):
