@@ -119,7 +119,7 @@ def dataset_prompts(
         if col is not None and col not in rows[0]:
             raise UsageError(
                 f"dataset {dataset} has no column {col!r} (columns: {', '.join(columns)}); "
-                f"map yours with {flag} (also --problem-column/--answer-column/--id-column/--tests-column)"
+                f"map yours with {flag} (also --problem-column, --answer-column, --id-column)"
             )
     records = []
     for row in rows:

@@ -42,6 +42,7 @@ class TraceWriter:
         self.keep_rejected = keep_rejected
         out.mkdir(parents=True, exist_ok=True)
         run_file = out / RUN_FILE
+        run_identity = json.loads(json.dumps(run_identity))  # compare as stored (tuples become lists)
         if run_file.exists():
             previous = json.loads(run_file.read_text())
             if previous != run_identity:
