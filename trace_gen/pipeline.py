@@ -60,7 +60,9 @@ def shard(prompts: list[PromptRecord], num_shards: int, shard_index: int) -> lis
 
 
 def batch_seed(seed: int, batch: int) -> int:
-    return seed * 1_000_003 + batch
+    """The seed of a batch; backends give sample j of prompt i `batch_seed + i*n + j` (unique while
+    a batch holds under 2**20 samples), so no two samples of a run share a seed."""
+    return (seed << 40) + (batch << 20)
 
 
 class _Skipper:

@@ -2,8 +2,9 @@
 
 Engine settings are vLLM's own `EngineArgs` fields passed through as a dict (CLI: `--engine-args
 '{"tensor_parallel_size": 8, "max_model_len": 34816}'`); unknown names are refused with the list of
-valid ones. Prompt i of a `generate` call is sampled with seed `seed + i`, so a batch is reproducible
-from the seed recorded in its rows. With `SamplingConfig.logprobs = k` the top-k logprobs of every
+valid ones. Prompt i of a `generate` call is sampled with seed `seed + i*n` (vLLM gives its j-th
+sample seed + i*n + j), so every sample has its own seed and a batch is reproducible from the seed
+recorded in its rows. With `SamplingConfig.logprobs = k` the top-k logprobs of every
 generated token come back from the same sampling pass (vLLM's default `logprobs_mode` is
 "raw_logprobs": log-softmax of the unmodified logits, i.e. the teacher's distribution at T=1).
 
@@ -13,17 +14,12 @@ Usage:
 """
 
 import dataclasses
-import os
 import time
 
 import numpy as np
 
 from trace_gen.backends.base import Sample, SamplingConfig
 from trace_gen.errors import UsageError
-
-# FlatLogprobs: vLLM returns each output's logprobs as flat arrays instead of one dict per position,
-# which turns top-k extraction into a reshape (32k tokens x k=20 would be 640k Python dicts otherwise).
-os.environ.setdefault("VLLM_FLAT_LOGPROBS", "1")
 
 
 def check_engine_args(engine_args: dict) -> None:
@@ -65,7 +61,8 @@ class VLLMBackend:
 
     def prompt_token_ids(self, messages: list[dict]) -> list[int]:
         """The chat rendered with the teacher's own chat template and generation prompt."""
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer.encode(text, add_special_tokens=False)
 
     def sampling_params(self, sampling: SamplingConfig, seed: int):
         from vllm import SamplingParams
@@ -78,6 +75,10 @@ class VLLMBackend:
             seed=seed,
             logprobs=sampling.logprobs,
             stop=list(sampling.stop) or None,
+            skip_special_tokens=False,  # keep <think> tags even where a tokenizer marks them special
+            # flat arrays instead of one dict per position: top-k extraction becomes array indexing
+            # (32k tokens x k=20 would otherwise be 640k Python dict entries per sample)
+            flat_logprobs=True,
         )
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig, seed: int) -> list[list[Sample]]:
@@ -85,7 +86,7 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
 
         inputs = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
-        params = [self.sampling_params(sampling, seed + i) for i in range(len(prompts))]
+        params = [self.sampling_params(sampling, seed + i * sampling.n) for i in range(len(prompts))]
         t0 = time.perf_counter()
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
         self.generate_seconds += time.perf_counter() - t0
@@ -113,26 +114,14 @@ class VLLMBackend:
 
 
 def topk_from_vllm(logprobs, num_tokens: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(topk_ids (T, k) int32, topk_logprobs (T, k) float16) from vLLM's per-position logprobs.
+    """(topk_ids (T, k) int32, topk_logprobs (T, k) float16) from vLLM's FlatLogprobs.
 
-    vLLM gives, per position, the sampled token plus the top k (k+1 entries, or k when the sampled
-    token is among the top k); entries are ordered by rank here and the first k kept.
+    Per position vLLM stores the sampled token (with its true rank) followed by the top k with ranks
+    1..k; the entries of rank 1..k after each position's first entry are the top k, in order.
     """
-    ids = np.zeros((num_tokens, k), dtype=np.int32)
-    lps = np.full((num_tokens, k), -np.inf, dtype=np.float32)
-    if hasattr(logprobs, "start_indices"):  # FlatLogprobs
-        token_ids = np.asarray(logprobs.token_ids, dtype=np.int32)
-        values = np.asarray(logprobs.logprobs, dtype=np.float32)
-        ranks = np.asarray(logprobs.ranks, dtype=np.int64)
-        starts = np.asarray(logprobs.start_indices, dtype=np.int64)
-        pos = np.repeat(np.arange(len(starts)), np.asarray(logprobs.end_indices) - starts)
-        top = (ranks >= 1) & (ranks <= k)
-        ids[pos[top], ranks[top] - 1] = token_ids[top]
-        lps[pos[top], ranks[top] - 1] = values[top]
-    else:
-        for t, position in enumerate(logprobs[:num_tokens]):
-            for token, lp in position.items():
-                if lp.rank is not None and 1 <= lp.rank <= k:
-                    ids[t, lp.rank - 1] = token
-                    lps[t, lp.rank - 1] = lp.logprob
-    return ids, lps.astype(np.float16)
+    token_ids = np.asarray(logprobs.token_ids, dtype=np.int32)
+    values = np.asarray(logprobs.logprobs, dtype=np.float32)
+    starts = np.asarray(logprobs.start_indices, dtype=np.int64)[:num_tokens]
+    assert len(starts) == num_tokens, f"{len(starts)} logprob positions for {num_tokens} tokens"
+    index = starts[:, None] + 1 + np.arange(k)  # (T, k): skip the sampled-token entry
+    return token_ids[index], values[index].astype(np.float16)
