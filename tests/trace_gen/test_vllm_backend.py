@@ -23,7 +23,9 @@ CHAT = [{"role": "user", "content": "Ann has 3 apples. She gets 2 more. How many
 
 @pytest.fixture(scope="module")
 def backend(tiny_teacher):
-    return make_backend("vllm", str(tiny_teacher), batch_size=8, engine_args=ENGINE)
+    backend = make_backend("vllm", str(tiny_teacher), batch_size=8, engine_args=ENGINE)
+    yield backend
+    backend.close()
 
 
 def test_topk_logprobs_are_the_teachers_distribution(backend, tiny_teacher):

@@ -28,10 +28,12 @@ from trace_gen.backends.base import Sample, SamplingConfig
 from trace_gen.errors import BackendError
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+FATAL_STATUS = {401, 403, 404}  # wrong key or model name: every request would fail the same way
 
 
 class OpenAIBackend:
     tokenized = False
+    max_prompt_tokens = None  # the server enforces its context; a too-long prompt is a counted 400
 
     def __init__(
         self,
@@ -109,7 +111,12 @@ class OpenAIBackend:
         for attempt in range(self.max_retries + 1):
             status, payload, retry_after = await loop.run_in_executor(self._pool, self._post, body)
             if status == 200:
-                return parse_choices(payload)
+                return parse_choices(payload, sampling.max_new_tokens)
+            if status in FATAL_STATUS:
+                raise BackendError(
+                    f"teacher server {self.url} answered HTTP {status} ({str(payload)[:200]}); "
+                    f"check --teacher (the served model name) and the key in ${self.api_key_env}"
+                )
             if status not in RETRY_STATUS and status != 0:  # a 4xx about this request: reject, go on
                 message = str(payload.get("error", payload))[:300] if isinstance(payload, dict) else ""
                 return [Sample("", 0, f"error: HTTP {status} {message}")]
@@ -146,22 +153,25 @@ class OpenAIBackend:
             return 0, f"{type(err).__name__}: {reason}", None
 
 
-def parse_choices(payload: dict) -> list[Sample]:
-    """Samples from a chat completion; a separate reasoning field is put back inside <think> tags."""
+def parse_choices(payload: dict, max_tokens: int) -> list[Sample]:
+    """Samples from a chat completion; a separate reasoning field is put back inside <think> tags.
+
+    `usage.completion_tokens` counts all choices together: with one choice it is exact; with several,
+    a choice cut at the limit has `max_tokens` and the rest is shared by text length (an estimate).
+    """
     choices = sorted(payload.get("choices") or [], key=lambda c: c.get("index", 0))
-    texts = []
+    texts, finish = [], []
     for choice in choices:
         message = choice.get("message") or {}
         content = message.get("content") or ""
         reasoning = message.get("reasoning_content") or message.get("reasoning")
         texts.append(f"<think>\n{reasoning}\n</think>\n\n{content}" if reasoning else content)
+        finish.append(str(choice.get("finish_reason") or "stop"))
     total = int((payload.get("usage") or {}).get("completion_tokens") or 0)
-    # usage counts all choices together: apportion it by length (exact when there is one choice)
-    chars = sum(len(t) for t in texts) or 1
-    counts = [round(total * len(t) / chars) for t in texts]
-    if counts:
-        counts[-1] = total - sum(counts[:-1])
-    return [
-        Sample(text, max(0, count), str(choice.get("finish_reason") or "stop"))
-        for text, count, choice in zip(texts, counts, choices, strict=True)
-    ]
+    counts = [max_tokens if f == "length" and len(texts) > 1 else None for f in finish]
+    rest = [i for i, c in enumerate(counts) if c is None]
+    left = max(0, total - sum(c for c in counts if c is not None))
+    chars = sum(len(texts[i]) for i in rest) or 1
+    for i in rest:
+        counts[i] = min(max_tokens, round(left * len(texts[i]) / chars))
+    return [Sample(t, c, f) for t, c, f in zip(texts, counts, finish, strict=True)]

@@ -59,6 +59,10 @@ class VLLMBackend:
         self.generated_tokens = 0
         self.generate_seconds = 0.0
 
+    def close(self) -> None:
+        """Stop the engine's worker processes now rather than at interpreter exit."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     def prompt_token_ids(self, messages: list[dict]) -> list[int]:
         """The chat rendered with the teacher's own chat template and generation prompt."""
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
