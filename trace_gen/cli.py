@@ -19,9 +19,9 @@ from pathlib import Path
 from trace_gen.backends import BACKENDS
 from trace_gen.errors import BackendError, UsageError
 from trace_gen.prompts import R1_INSTRUCTION, dataset_prompts, toy_prompts
-from trace_gen.toy.build import ASSETS
 
-TOY_TEACHER = ASSETS / "teacher"
+
+TOY_TEACHER = Path(__file__).resolve().parent / "toy" / "assets" / "teacher"  # see trace_gen.toy.build
 SUBCOMMANDS = ("merge", "filter")
 
 

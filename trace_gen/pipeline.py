@@ -220,7 +220,7 @@ def run(
                 bar.update(_finish_batch(writer, pending, settings, totals))
             if code_pool is not None:
                 code_pool.shutdown()
-    bar.close()
+            bar.close()  # ends the progress line, so an error message starts on its own line
     stats = write_stats(out, writer)
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     stats["generated_tokens_per_s"] = round((totals["tokens"] - tokens0) / max(stats["seconds"], 1e-9), 1)

@@ -83,7 +83,9 @@ def test_samples_with_n_and_key(server, monkeypatch):
 def test_cli_end_to_end_never_writes_the_key(server, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
     data = tmp_path / "q.jsonl"
-    data.write_text("".join(json.dumps({"problem": f"Cal has {i} coins.", "answer": str(i)}) + "\n" for i in range(5)))
+    data.write_text(
+        "".join(json.dumps({"problem": f"Cal has {i} coins.", "answer": str(i)}) + "\n" for i in range(5))
+    )
     out = tmp_path / "out"
     argv = [
         "--backend", "openai", "--base-url", server, "--api-key-env", "TEST_TEACHER_KEY", "--teacher", "tiny",

@@ -74,7 +74,11 @@ def test_exact_n_and_reasons(tmp_path):
     kept = read(tmp_path)
     assert len(kept) == 5 == stats["kept"]
     assert len({(r["prompt_id"], r["sample_idx"]) for r in kept}) == 5
-    assert stats["reasons"]["kept"] == 5 and stats["reasons"]["wrong"] == 4 and stats["reasons"]["over_target"] == 3
+    assert (
+        stats["reasons"]["kept"] == 5
+        and stats["reasons"]["wrong"] == 4
+        and stats["reasons"]["over_target"] == 3
+    )
     assert teacher.calls == 3  # a third batch was generated while batch 2 verified, then not needed
     assert stats["num_tokens_percentiles"]["p50"] == len(GOOD)
 

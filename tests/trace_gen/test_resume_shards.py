@@ -43,7 +43,12 @@ def rows(out: Path) -> dict:
 
 def test_kill_9_then_rerun_equals_uninterrupted(tiny_teacher, tmp_path):
     data = tmp_path / "q.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Ann has {i} pens.", "answer": str(i)}) + "\n" for i in range(16)))
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"Ann has {i} pens.", "answer": str(i)}) + "\n"
+            for i in range(16)
+        )
+    )
     reference = tmp_path / "reference"
     assert main(args(tiny_teacher, data, reference)) == 0
     expected = rows(reference)
@@ -79,12 +84,19 @@ def test_shards_are_disjoint_and_cover(ids, k):
     parts = [shard(prompts, k, i) for i in range(k)]
     seen = [p.prompt_id for part in parts for p in part]
     assert sorted(seen) == sorted(ids)  # every prompt exactly once
-    assert [p.prompt_id for p in shard(list(reversed(prompts)), k, 0)] == [p.prompt_id for p in reversed(parts[0])]
+    assert [p.prompt_id for p in shard(list(reversed(prompts)), k, 0)] == [
+        p.prompt_id for p in reversed(parts[0])
+    ]
 
 
 def test_shards_merge_into_the_whole_run(tiny_teacher, tmp_path, capsys):
     data = tmp_path / "q.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Ben has {i} cards.", "answer": str(i)}) + "\n" for i in range(10)))
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"Ben has {i} cards.", "answer": str(i)}) + "\n"
+            for i in range(10)
+        )
+    )
     shards = []
     for i in range(3):
         shards.append(tmp_path / f"shard-{i}")

@@ -33,7 +33,9 @@ def test_topk_logprobs_are_the_teachers_distribution(backend, tiny_teacher):
     from transformers import AutoModelForCausalLM
 
     ids = backend.prompt_token_ids(CHAT)
-    (samples,) = backend.generate([ids], SamplingConfig(n=2, temperature=1.0, max_new_tokens=16, logprobs=5), seed=3)
+    (samples,) = backend.generate(
+        [ids], SamplingConfig(n=2, temperature=1.0, max_new_tokens=16, logprobs=5), seed=3
+    )
     model = AutoModelForCausalLM.from_pretrained(tiny_teacher, dtype=torch.float32).eval()
     for s in samples:
         assert s.topk_ids.shape == (s.num_tokens, 5) and s.topk_ids.dtype == np.int32
@@ -57,7 +59,9 @@ def test_seeds_reproduce_and_differ(backend):
 
 def test_pipeline_writes_logprob_columns_and_skips_long_prompts(backend, tmp_path):
     prompts = [
-        PromptRecord(f"p{i}", f"Ben has {i} cards.", str(i), ({"role": "user", "content": f"Ben has {i} cards."},))
+        PromptRecord(
+            f"p{i}", f"Ben has {i} cards.", str(i), ({"role": "user", "content": f"Ben has {i} cards."},)
+        )
         for i in range(3)
     ]
     prompts.append(PromptRecord("long", "x", "0", ({"role": "user", "content": " 7" * 400},)))
