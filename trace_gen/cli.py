@@ -20,7 +20,6 @@ from trace_gen.backends import BACKENDS
 from trace_gen.errors import BackendError, UsageError
 from trace_gen.prompts import R1_INSTRUCTION, dataset_prompts, toy_prompts
 
-
 TOY_TEACHER = Path(__file__).resolve().parent / "toy" / "assets" / "teacher"  # see trace_gen.toy.build
 SUBCOMMANDS = ("merge", "filter")
 

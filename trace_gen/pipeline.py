@@ -158,69 +158,68 @@ def run(
     skipper = _Skipper(prompts, backend, settings)
     totals = Counter(writer.totals())
     done = writer.done_batches
-    bar = tqdm(
-        total=settings.n,
-        initial=min(totals["kept"], settings.n),
-        unit="trace",
-        desc="kept",
-        dynamic_ncols=True,
-    )
+    bar = tqdm(total=settings.n, initial=min(totals["kept"], settings.n), unit="trace", desc="kept")
     t0, tokens0 = time.perf_counter(), totals["tokens"]
-    pending = None
+    # the verifier processes start in the background while the teacher generates the first batch
+    starter = ThreadPoolExecutor(1)
+    pool_ready = starter.submit(MathVerifierPool, settings.verify_workers, settings.verify_timeout_s)
+    starter.shutdown(wait=False)
     code_pool = ThreadPoolExecutor(settings.code_workers) if any(p.tests for p in prompts) else None
-    with MathVerifierPool(settings.verify_workers, settings.verify_timeout_s) as pool:
-        try:
-            for batch, start in enumerate(range(0, len(prompts), settings.batch_prompts)):
-                if totals["kept"] >= settings.n:
-                    break
-                if batch in done:
-                    continue
-                chunk = prompts[start : start + settings.batch_prompts]
-                skipped, todo, encoded = Counter(), [], []
-                for position, p in enumerate(chunk, start):
-                    reason = skipper.before_encoding(position, p)
-                    ids = backend.prompt_token_ids(list(p.messages)) if reason is None else None
-                    reason = reason or skipper.after_encoding(ids)
-                    if reason:
-                        skipped[reason] += 1
-                    else:
-                        todo.append(p)
-                        encoded.append(ids)
-                seed = batch_seed(sampling.seed, batch)
-                samples = backend.generate(encoded, sampling, seed=seed) if todo else []
-                if pending is not None:
-                    bar.update(_finish_batch(writer, pending, settings, totals))
-                    pending = None
-                    if totals["kept"] >= settings.n:
-                        break  # the batch just generated is not needed; it is not committed, so nothing is lost
-                rows = [(p, i, s) for p, ss in zip(todo, samples, strict=True) for i, s in enumerate(ss)]
-                pending = {
-                    "batch": batch,
-                    "rows": rows,
-                    "skipped": skipped,
-                    "teacher": teacher,
-                    "prompt_ids": [p.prompt_id for p in chunk],
-                    "sampling": sampling.as_dict(seed=seed),
-                    "futures": [
-                        code_pool.submit(code_verdict, s.text, p.tests)
-                        if p.tests
-                        else pool.submit(s.text, p.gold)
-                        for p, _, s in rows
-                    ],
-                }
-                elapsed = time.perf_counter() - t0
-                bar.set_postfix(
-                    prompts=totals["prompts"] + len(chunk),
-                    rejected=totals["rejected"],
-                    skipped=totals["skipped"],
-                    tok_s=f"{(totals['tokens'] - tokens0) / max(elapsed, 1e-9):.0f}",
-                )
-        finally:  # also when the teacher fails: the verified batch in hand is committed, not lost
+    pending = None
+    try:
+        for batch, start in enumerate(range(0, len(prompts), settings.batch_prompts)):
+            if totals["kept"] >= settings.n:
+                break
+            if batch in done:
+                continue
+            chunk = prompts[start : start + settings.batch_prompts]
+            skipped, todo, encoded = Counter(), [], []
+            for position, p in enumerate(chunk, start):
+                reason = skipper.before_encoding(position, p)
+                ids = backend.prompt_token_ids(list(p.messages)) if reason is None else None
+                reason = reason or skipper.after_encoding(ids)
+                if reason:
+                    skipped[reason] += 1
+                else:
+                    todo.append(p)
+                    encoded.append(ids)
+            seed = batch_seed(sampling.seed, batch)
+            samples = backend.generate(encoded, sampling, seed=seed) if todo else []
             if pending is not None:
                 bar.update(_finish_batch(writer, pending, settings, totals))
-            if code_pool is not None:
-                code_pool.shutdown()
-            bar.close()  # ends the progress line, so an error message starts on its own line
+                pending = None
+                if totals["kept"] >= settings.n:
+                    break  # the batch just generated is not needed; it is not committed, so nothing is lost
+            rows = [(p, i, s) for p, ss in zip(todo, samples, strict=True) for i, s in enumerate(ss)]
+            pool = pool_ready.result()
+            pending = {
+                "batch": batch,
+                "rows": rows,
+                "skipped": skipped,
+                "teacher": teacher,
+                "prompt_ids": [p.prompt_id for p in chunk],
+                "sampling": sampling.as_dict(seed=seed),
+                "futures": [
+                    code_pool.submit(code_verdict, s.text, p.tests)
+                    if p.tests
+                    else pool.submit(s.text, p.gold)
+                    for p, _, s in rows
+                ],
+            }
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix(
+                prompts=totals["prompts"] + len(chunk),
+                rejected=totals["rejected"],
+                skipped=totals["skipped"],
+                tok_s=f"{(totals['tokens'] - tokens0) / max(elapsed, 1e-9):.0f}",
+            )
+    finally:  # also when the teacher fails: the verified batch in hand is committed, not lost
+        if pending is not None:
+            bar.update(_finish_batch(writer, pending, settings, totals))
+        pool_ready.result().close()
+        if code_pool is not None:
+            code_pool.shutdown()
+        bar.close()  # ends the progress line, so an error message starts on its own line
     stats = write_stats(out, writer)
     stats["seconds"] = round(time.perf_counter() - t0, 2)
     stats["generated_tokens_per_s"] = round((totals["tokens"] - tokens0) / max(stats["seconds"], 1e-9), 1)

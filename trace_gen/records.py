@@ -18,6 +18,7 @@ from trace_gen.verify import Verdict
 
 THINK_END = "</think>"
 LOGPROB_COLUMNS = {"token_ids": pa.int32(), "topk_ids": pa.int32(), "topk_logprobs": pa.float16()}
+_NUMPY = {"token_ids": np.int32, "topk_ids": np.int32, "topk_logprobs": np.float16}
 
 SCHEMA = pa.schema(
     [
@@ -71,14 +72,14 @@ def trace_row(
     }
 
 
-def _list_column(values: list, dtype: pa.DataType) -> pa.Array:
+def _list_column(values: list, dtype: pa.DataType, np_dtype) -> pa.Array:
     """A list<dtype> column from per-row numpy arrays (or None), without a Python loop over elements."""
     flat = [np.asarray(v).reshape(-1) for v in values if v is not None]
     lengths = np.array([0 if v is None else np.asarray(v).size for v in values], dtype=np.int64)
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     data = np.concatenate(flat) if flat else np.zeros(0)
     mask = pa.array([v is None for v in values])
-    arr = pa.ListArray.from_arrays(offsets, pa.array(data.astype(dtype.to_pandas_dtype())), mask=mask)
+    arr = pa.ListArray.from_arrays(offsets, pa.array(data.astype(np_dtype)), mask=mask)
     return arr.cast(pa.list_(dtype))
 
 
@@ -89,7 +90,9 @@ def rows_to_table(rows: list[dict]) -> pa.Table:
         plain, schema=pa.schema([f for f in SCHEMA if f.name not in LOGPROB_COLUMNS])
     )
     for name, dtype in LOGPROB_COLUMNS.items():
-        table = table.append_column(SCHEMA.field(name), _list_column([row.get(name) for row in rows], dtype))
+        table = table.append_column(
+            SCHEMA.field(name), _list_column([row.get(name) for row in rows], dtype, _NUMPY[name])
+        )
     return table
 
 

@@ -15,8 +15,8 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from trace_gen.backends import SamplingConfig, make_backend  # noqa: E402
-from trace_gen.cli import main  # noqa: E402
+from trace_gen.backends import SamplingConfig, make_backend
+from trace_gen.cli import main
 
 pytestmark = pytest.mark.integration
 SECRET = "sk-test-7f3a9c-never-in-outputs"

@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-from trace_gen.backends import SamplingConfig, make_backend  # noqa: E402
-from trace_gen.pipeline import RunSettings, run  # noqa: E402
-from trace_gen.prompts import PromptRecord  # noqa: E402
-from trace_gen.records import topk_arrays  # noqa: E402
+from trace_gen.backends import SamplingConfig, make_backend
+from trace_gen.pipeline import RunSettings, run
+from trace_gen.prompts import PromptRecord
+from trace_gen.records import topk_arrays
 
 pytestmark = pytest.mark.integration
 ENGINE = {"dtype": "float32", "enforce_eager": True, "max_model_len": 256}
