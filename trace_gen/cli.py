@@ -113,9 +113,6 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-workers", type=int, default=1, help="verifier processes beside generation")
     p.add_argument("--code-workers", type=int, default=2, help="sandboxed test runs at a time (code data)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the teacher's own modelling code")
-    p.add_argument(
-        "--ray", action="store_true", help="run on a Ray cluster with Ray Data (pip install '.[ray]')"
-    )
     return p
 
 
@@ -214,10 +211,6 @@ def generate(args: argparse.Namespace) -> dict:
         benchmarks_dir=args.benchmarks_dir,
     )
     identity = run_identity(args, sampling)
-    if args.ray:
-        from trace_gen.ray_mode import run_ray
-
-        return run_ray(args, prompts, sampling, settings, identity, backend_options(args))
     from trace_gen.backends import make_backend
     from trace_gen.pipeline import run
 
