@@ -2,8 +2,13 @@
 
 Usage:
     python -m trace_gen --out runs/traces --n 2000                       # toy teacher on the toy task
-    python -m trace_gen --teacher PATH --dataset data.jsonl --problem-column question \\
-        --answer-column answer --n 800000 --out runs/traces
+    python -m trace_gen --backend vllm --teacher Qwen/QwQ-32B --dataset data.jsonl \\
+        --problem-column question --answer-column answer --n 800000 --samples-per-prompt 4 \\
+        --engine-args '{"tensor_parallel_size": 4, "max_model_len": 34816}' --out runs/traces
+    python -m trace_gen --backend openai --base-url http://127.0.0.1:8000/v1 --teacher NAME ...
+    python -m trace_gen ... --num-shards 8 --shard-index $SLURM_ARRAY_TASK_ID --out runs/shard-$SLURM_ARRAY_TASK_ID
+    python -m trace_gen merge runs/traces runs/shard-*          # join shards, print stats
+    python -m trace_gen filter runs/traces runs/filtered        # format/dedup/decontam/keep policy
 """
 
 import argparse
@@ -12,17 +17,18 @@ import sys
 from pathlib import Path
 
 from trace_gen.backends import BACKENDS
-from trace_gen.errors import UsageError
+from trace_gen.errors import BackendError, UsageError
 from trace_gen.prompts import R1_INSTRUCTION, dataset_prompts, toy_prompts
-from trace_gen.toy.build import ASSETS
 
-TOY_TEACHER = ASSETS / "teacher"
+TOY_TEACHER = Path(__file__).resolve().parent / "toy" / "assets" / "teacher"  # see trace_gen.toy.build
+SUBCOMMANDS = ("merge", "filter")
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m trace_gen",
         description=__doc__.split("\n")[0],
+        epilog="subcommands: `python -m trace_gen merge --help`, `python -m trace_gen filter --help`",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--teacher", default=str(TOY_TEACHER), help="teacher model: local directory or hub id")
@@ -35,11 +41,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--id-column", default=None, help="column holding a stable id (default: hash of the problem)"
     )
+    p.add_argument(
+        "--tests-column", default=None, help="column of code tests (stdin/stdout or HumanEval): code verdicts"
+    )
     p.add_argument("--system-prompt", default=None, help="optional system message")
     p.add_argument(
         "--instruction",
         default=None,
-        help="text appended to each problem (default: the R1 instruction to reason and box the answer)",
+        help="text appended to each problem (default: the R1 instruction to reason and box the answer; "
+        "'' for none)",
     )
     p.add_argument("--out", required=True, type=Path, help="output directory (resumes if it holds this run)")
     p.add_argument("--n", type=int, default=1000, help="number of KEPT (verified) traces to produce")
@@ -49,28 +59,72 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-new-tokens", type=int, default=None, help="max generated tokens (default: 32768; toy: 128)"
     )
+    p.add_argument("--stop", action="append", default=[], help="extra stop string (repeatable)")
+    p.add_argument(
+        "--logprobs",
+        type=int,
+        default=None,
+        metavar="K",
+        help="store the teacher's top-K logprobs per token (vllm)",
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="base seed; each batch's seed is recorded in `sampling`"
     )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        help="skip longer prompts (default: the model's context)",
+    )
     p.add_argument("--backend", choices=BACKENDS, default="hf", help="generation backend")
-    p.add_argument("--batch-prompts", type=int, default=64, help="prompts per generation batch")
+    p.add_argument("--batch-prompts", type=int, default=64, help="prompts per generation batch (and commit)")
+    p.add_argument(
+        "--engine-args",
+        type=json.loads,
+        default={},
+        help="vllm: JSON of vllm.EngineArgs fields passed through",
+    )
+    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
+    p.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="openai: NAME of the environment variable with the key",
+    )
+    p.add_argument("--concurrency", type=int, default=64, help="openai: requests in flight")
+    p.add_argument("--max-retries", type=int, default=8, help="openai: retries on 429/5xx/timeouts")
+    p.add_argument("--request-timeout", type=float, default=3600.0, help="openai: seconds per request")
     p.add_argument(
         "--keep-rejected", action="store_true", help="also write rejected samples to OUT/rejected/"
     )
+    p.add_argument(
+        "--dedup",
+        choices=("off", "exact", "near"),
+        default="off",
+        help="drop repeats among a prompt's kept samples",
+    )
+    p.add_argument(
+        "--decontaminate", action="store_true", help="skip prompts sharing a word 8-gram with a benchmark"
+    )
+    p.add_argument("--benchmarks-dir", default=None, help="test sets for --decontaminate")
     p.add_argument(
         "--num-shards", type=int, default=1, help="split the prompts into this many disjoint shards"
     )
     p.add_argument("--shard-index", type=int, default=0, help="which shard this process generates")
     p.add_argument("--verify-workers", type=int, default=1, help="verifier processes beside generation")
+    p.add_argument("--code-workers", type=int, default=2, help="sandboxed test runs at a time (code data)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the teacher's own modelling code")
     return p
 
 
 def check_args(args: argparse.Namespace) -> None:
-    if args.n <= 0 or args.samples_per_prompt <= 0:
-        raise UsageError("--n and --samples-per-prompt must be positive")
+    if args.n <= 0 or args.samples_per_prompt <= 0 or args.batch_prompts <= 0:
+        raise UsageError("--n, --samples-per-prompt and --batch-prompts must be positive")
     if not 0 <= args.shard_index < args.num_shards:
         raise UsageError(f"--shard-index {args.shard_index} is outside 0..{args.num_shards - 1}")
+    if args.logprobs is not None and args.backend != "vllm":
+        raise UsageError("--logprobs needs --backend vllm (top-k logprobs come from the same sampling pass)")
+    if args.backend == "openai":
+        return  # the teacher is a served model name
     teacher = Path(args.teacher)
     looks_local = args.teacher.startswith((".", "/", "~")) or teacher.exists()
     if looks_local and not (teacher / "config.json").is_file():
@@ -79,58 +133,110 @@ def check_args(args: argparse.Namespace) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    try:
-        check_args(args)
-        from trace_gen.backends.base import SamplingConfig
+def load_prompts(args: argparse.Namespace):
+    if args.dataset == "toy":
+        return toy_prompts(args.split, args.system_prompt)
+    return dataset_prompts(
+        args.dataset,
+        args.split,
+        args.problem_column,
+        args.answer_column if args.tests_column is None or args.answer_column != "answer" else None,
+        args.id_column,
+        args.system_prompt,
+        R1_INSTRUCTION if args.instruction is None else args.instruction,
+        args.tests_column,
+    )
 
-        toy = args.dataset == "toy"
-        if toy:
-            prompts = toy_prompts(args.split, args.system_prompt)
-        else:
-            prompts = dataset_prompts(
-                args.dataset,
-                args.split,
-                args.problem_column,
-                args.answer_column,
-                args.id_column,
-                args.system_prompt,
-                R1_INSTRUCTION if args.instruction is None else args.instruction,
-            )
-        max_new = args.max_new_tokens or (128 if toy else 32768)
-        sampling = SamplingConfig(
-            n=args.samples_per_prompt,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            max_new_tokens=max_new,
-            seed=args.seed,
-        )
-        identity = {
-            "teacher": args.teacher,
-            "dataset": args.dataset,
-            "split": args.split,
-            "columns": [args.problem_column, args.answer_column, args.id_column],
-            "system_prompt": args.system_prompt,
-            "instruction": args.instruction,
-            "sampling": sampling.as_dict(),
-            "batch_prompts": args.batch_prompts,
-            "shard": [args.shard_index, args.num_shards],
+
+def backend_options(args: argparse.Namespace) -> dict:
+    if args.backend == "vllm":
+        return {"engine_args": args.engine_args}
+    if args.backend == "openai":
+        return {
+            "base_url": args.base_url,
+            "api_key_env": args.api_key_env,
+            "concurrency": args.concurrency,
+            "max_retries": args.max_retries,
+            "timeout_s": args.request_timeout,
         }
-        from trace_gen.backends import make_backend
-        from trace_gen.pipeline import RunSettings, run
+    return {}
 
-        backend = make_backend(args.backend, args.teacher, args.batch_prompts, args.trust_remote_code)
-        settings = RunSettings(
-            n=args.n,
-            batch_prompts=args.batch_prompts,
-            keep_rejected=args.keep_rejected,
-            num_shards=args.num_shards,
-            shard_index=args.shard_index,
-            verify_workers=args.verify_workers,
-        )
-        stats = run(backend, args.teacher, prompts, sampling, settings, args.out, identity)
-    except UsageError as err:
+
+def run_identity(args: argparse.Namespace, sampling) -> dict:
+    """What must match for a rerun to resume into --out (never secrets, never engine/server placement)."""
+    return {
+        "teacher": args.teacher,
+        "backend": args.backend,
+        "dataset": args.dataset,
+        "split": args.split,
+        "columns": [args.problem_column, args.answer_column, args.id_column, args.tests_column],
+        "system_prompt": args.system_prompt,
+        "instruction": args.instruction,
+        "sampling": sampling.as_dict(),
+        "batch_prompts": args.batch_prompts,
+        "max_prompt_tokens": args.max_prompt_tokens,
+        "filters": {"dedup": args.dedup, "decontaminate": args.decontaminate},
+        "shard": [args.shard_index, args.num_shards],
+    }
+
+
+def generate(args: argparse.Namespace) -> dict:
+    check_args(args)
+    from trace_gen.backends.base import SamplingConfig
+
+    prompts = load_prompts(args)
+    max_new = args.max_new_tokens or (128 if args.dataset == "toy" else 32768)
+    sampling = SamplingConfig(
+        n=args.samples_per_prompt,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=max_new,
+        seed=args.seed,
+        logprobs=args.logprobs,
+        stop=tuple(args.stop),
+    )
+    from trace_gen.pipeline import RunSettings
+
+    settings = RunSettings(
+        n=args.n,
+        batch_prompts=args.batch_prompts,
+        keep_rejected=args.keep_rejected,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+        verify_workers=args.verify_workers,
+        code_workers=args.code_workers,
+        max_prompt_tokens=args.max_prompt_tokens,
+        dedup=args.dedup,
+        decontaminate=args.decontaminate,
+        benchmarks_dir=args.benchmarks_dir,
+    )
+    identity = run_identity(args, sampling)
+    from trace_gen.backends import make_backend
+    from trace_gen.pipeline import run
+
+    backend = make_backend(
+        args.backend, args.teacher, args.batch_prompts, args.trust_remote_code, **backend_options(args)
+    )
+    return run(backend, args.teacher, prompts, sampling, settings, args.out, identity)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv and argv[0] == "merge":
+            from trace_gen.merge import make_parser as merge_parser
+            from trace_gen.merge import merge
+
+            margs = merge_parser().parse_args(argv[1:])
+            stats = merge(margs.out, margs.shards)
+        elif argv and argv[0] == "filter":
+            from trace_gen.filter_cli import make_parser as filter_parser
+            from trace_gen.filter_cli import run_filter
+
+            stats = run_filter(filter_parser().parse_args(argv[1:]))
+        else:
+            stats = generate(make_parser().parse_args(argv))
+    except (UsageError, BackendError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(stats))

