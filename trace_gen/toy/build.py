@@ -78,7 +78,7 @@ def _install(src: Path, dst: Path) -> None:
             shutil.copy2(src / name, dst / name)
 
 
-def build(out: Path) -> None:
+def build(out: Path, parts: tuple[str, ...] = ("teacher", "student_base")) -> None:
     train = split("train")
     tokenizer = build_tokenizer(train[:5000])
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,18 +96,19 @@ def build(out: Path) -> None:
         ]
         (tmp / "gold").mkdir()
         pq.write_table(pa.Table.from_pylist(gold), tmp / "gold" / "part-00000.parquet")
-        texts = [{"text": p.problem} for p in train] + [{"text": t} for t in arithmetic_facts(60_000, seed=7)]
+        texts = [{"text": p.problem} for p in train] + [{"text": t} for t in arithmetic_facts(120_000, seed=7)]
         random.Random(3).shuffle(texts)
         (tmp / "plain").mkdir()
         pq.write_table(pa.Table.from_pylist(texts), tmp / "plain" / "part-00000.parquet")
 
-        init_model("teacher", tokenizer, str(tmp / "teacher-init"), seed=0)
-        _sft("toy_teacher.yaml", tmp / "teacher-init", tmp / "gold", tmp / "teacher")
-        _install(tmp / "teacher", out / "teacher")
-
-        init_model("student", tokenizer, str(tmp / "student-init"), seed=1)
-        _sft("toy_student_base.yaml", tmp / "student-init", tmp / "plain", tmp / "student-base")
-        _install(tmp / "student-base", out / "student_base")
+        if "teacher" in parts:
+            init_model("teacher", tokenizer, str(tmp / "teacher-init"), seed=0)
+            _sft("toy_teacher.yaml", tmp / "teacher-init", tmp / "gold", tmp / "teacher")
+            _install(tmp / "teacher", out / "teacher")
+        if "student_base" in parts:
+            init_model("student", tokenizer, str(tmp / "student-init"), seed=1)
+            _sft("toy_student_base.yaml", tmp / "student-init", tmp / "plain", tmp / "student-base")
+            _install(tmp / "student-base", out / "student_base")
     for f in sorted(out.rglob("*")):
         if f.is_file():
             print(hashlib.sha256(f.read_bytes()).hexdigest(), f.relative_to(out))
@@ -116,7 +117,9 @@ def build(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trace_gen.toy.build", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ASSETS, help="where to write (default: %(default)s)")
-    build(parser.parse_args(argv).out)
+    parser.add_argument("--parts", default="teacher,student_base", help="which models to (re)build")
+    args = parser.parse_args(argv)
+    build(args.out, tuple(args.parts.split(",")))
     return 0
 
 
