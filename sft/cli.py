@@ -6,6 +6,7 @@ Usage:
 """
 
 import difflib
+import re
 import sys
 
 from trl import ModelConfig, SFTConfig, TrlParser
@@ -23,15 +24,18 @@ def make_parser(subparsers=None) -> TrlParser:
 
 
 def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
+    """One line: the parser's complaint; for unknown keys, close matches and every valid key."""
+    text = str(err).splitlines()[0]
+    if "not used by the HfArgumentParser" not in text:
+        return text  # a field's own validation (e.g. DistillArguments.__post_init__)
     valid = sorted({a.dest for a in parser._actions if a.dest != "help"})
-    text = str(err)
-    hints = []
-    for word in text.replace("[", " ").replace("]", " ").replace("'", " ").replace(",", " ").split():
-        word = word.lstrip("-")
-        close = difflib.get_close_matches(word, valid, n=1)
-        if close and word not in valid:
-            hints.append(f"{word} → did you mean {close[0]}?")
-    return f"{text.splitlines()[0]} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
+    unknown = [w.lstrip("-") for w in re.findall(r"'([^']+)'", text) if w.lstrip("-") not in valid]
+    hints = [
+        f"{word} → did you mean {close[0]}?"
+        for word in unknown
+        if (close := difflib.get_close_matches(word, valid, n=1))
+    ]
+    return f"{text} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
 
 
 def main(argv: list[str] | None = None) -> int:
