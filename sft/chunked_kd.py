@@ -94,7 +94,9 @@ def chunked_ce_and_kd_loss(
     apart until backward, so mix them visibly afterwards: `loss = mix_losses(ce, kd, alpha)`. The cost
     over `chunked_kd_loss`: one more (C, V) pass and matmul per chunk, and a second weight-grad buffer.
     """
-    ce, kd = _fused_losses(hidden, weight, labels, with_ce=True, ce_token_weights=ce_token_weights, **kd_kwargs)
+    ce, kd = _fused_losses(
+        hidden, weight, labels, with_ce=True, ce_token_weights=ce_token_weights, **kd_kwargs
+    )
     return ce, kd
 
 

@@ -94,7 +94,9 @@ class DistillArguments:
     )
     kd_chunk_size: int = field(
         default=256,
-        metadata={"help": "Tokens per chunk of the fused lm_head + KD loss (memory: a few chunk x vocab fp32)."},
+        metadata={
+            "help": "Tokens per chunk of the fused lm_head + KD loss (memory: a few chunk x vocab fp32)."
+        },
     )
     kd_confidence_weighted: bool = field(
         default=False,
@@ -112,7 +114,9 @@ class DistillArguments:
         if self.kd_source == "online" and not self.teacher_model_name_or_path:
             raise ValueError("kd_source=online needs --teacher_model_name_or_path")
         if self.kd_source != "online" and (self.teacher_model_name_or_path or self.teacher_load_in_4bit):
-            raise ValueError("teacher_model_name_or_path / teacher_load_in_4bit only apply to kd_source=online")
+            raise ValueError(
+                "teacher_model_name_or_path / teacher_load_in_4bit only apply to kd_source=online"
+            )
         if self.kd_confidence_weighted and self.kd_source == "none":
             raise ValueError("kd_confidence_weighted needs a KD source (--kd_source offline|online)")
         if not 0.0 <= self.kd_beta <= 1.0:

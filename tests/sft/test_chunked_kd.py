@@ -148,9 +148,7 @@ def test_per_token_alpha_mix_matches_naive():
     teacher_logits = th @ tw.T
     alpha_t = confidence_weighted_alpha(teacher_logits.log_softmax(-1), 0.7)  # (N,)
     ce_t = F.cross_entropy(h @ w.T, labels, reduction="none")
-    per_token_kd = token_divergence(
-        F.log_softmax(h @ w.T, -1), F.log_softmax(teacher_logits, -1), 0.0
-    )
+    per_token_kd = token_divergence(F.log_softmax(h @ w.T, -1), F.log_softmax(teacher_logits, -1), 0.0)
     naive = masked_mean(mix_losses(ce_t, per_token_kd, alpha_t), labels)
     ce, kd = chunked_ce_and_kd_loss(
         h, w, labels, teacher_hidden=th, teacher_weight=tw, beta=0.0, chunk_size=4,
