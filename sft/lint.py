@@ -14,11 +14,13 @@ Usage:
     python -m sft run --config configs/sft/NAME.yaml --lint_only true
 """
 
+import re
 from dataclasses import dataclass, field
 
 from datasets import Dataset
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 
 
 @dataclass
@@ -113,7 +115,7 @@ def lint(
         _truncation(report, lengths, max_length)
         return report
     template = chat_template or tokenizer.chat_template or ""
-    if assistant_only_loss and "generation" not in template:
+    if assistant_only_loss and not GENERATION_TAG.search(template):
         report.errors.append(
             "the chat template has no {% generation %} block, so assistant_only_loss cannot mask the prompt; "
             "wrap the assistant body in {% generation %}...{% endgeneration %}"
