@@ -1,10 +1,12 @@
 """Template lint, run before any training step: is the model trained on what we think it is?
 
 On a few rendered rows it checks that
-  - the chat template marks the assistant turn (`{% generation %}`) when `assistant_only_loss` is on;
+  - the chat template marks the assistant turn (`{% generation %}`) when `assistant_only_loss` is on,
+    itself or through the training version TRL swaps in for known templates (Qwen2.5, Llama 3, ...);
   - the loss mask covers the whole `<think>...</think>`, the answer and the end-of-turn token;
   - nothing of the prompt is trained on;
-  - the prompt part of a training row equals what evaluation/generation renders
+  - the prompt part of a training row (training template) equals what evaluation/generation renders with
+    the tokenizer's own template, the one saved with the model
     (`apply_chat_template(messages[:-1], add_generation_prompt=True)`, as trace_gen and eval_harness do);
   - how many rows `max_length` truncates;
   - for token-level KD, that student and teacher vocabularies have the same size.
@@ -14,13 +16,25 @@ Usage:
     python -m sft run --config configs/sft/NAME.yaml --lint_only true
 """
 
-import re
 from dataclasses import dataclass, field
 
 from datasets import Dataset
+from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+def training_template(tokenizer, assistant_only_loss: bool) -> str | None:
+    """The template SFTTrainer renders training rows with: the tokenizer's own, or TRL's training version of
+    it (with `{% generation %}`) when assistant-only loss needs markers the template lacks. None: no markers
+    and no training version (SFTTrainer would refuse to train)."""
+    template = tokenizer.chat_template
+    if not assistant_only_loss or template is None or has_generation_markers(template):
+        return template
+    try:
+        return get_training_chat_template(tokenizer)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -37,33 +51,36 @@ class LintReport:
         return "\n".join(out)
 
 
-def _check_row(tokenizer, messages: list[dict], chat_template: str | None) -> tuple[list[str], int]:
-    """Errors for one conversation ending in an assistant turn, and its token length."""
+def _check_row(tokenizer, messages: list[dict], train_template: str) -> tuple[list[str], list[str], int]:
+    """(errors, warnings) for one conversation ending in an assistant turn, and its token length."""
     enc = tokenizer.apply_chat_template(
         messages,
         tokenize=True,
         return_dict=True,
         return_assistant_tokens_mask=True,
-        chat_template=chat_template,
+        chat_template=train_template,
     )
     ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
-    prompt = tokenizer.apply_chat_template(
-        messages[:-1],
-        tokenize=True,
-        return_dict=True,
-        add_generation_prompt=True,
-        chat_template=chat_template,
+    history = tokenizer.apply_chat_template(messages[:-1], tokenize=True, return_dict=True)["input_ids"]
+    prompt = tokenizer.apply_chat_template(  # what generation/evaluation feeds the model
+        messages[:-1], tokenize=True, return_dict=True, add_generation_prompt=True
     )["input_ids"]
-    errors = []
+    errors, warnings = [], []
     if ids[: len(prompt)] != list(prompt):
         errors.append(
             "the training render does not start with the generation prompt evaluation uses "
             "(apply_chat_template(..., add_generation_prompt=True)): train and eval templates differ"
         )
     n_prompt = len(prompt)
-    trained_prompt = sum(mask[:n_prompt])
-    if trained_prompt:
-        errors.append(f"{trained_prompt} prompt tokens are trained on (loss mask reaches into the prompt)")
+    trained_history = sum(mask[: len(history)])
+    if trained_history:
+        errors.append(f"{trained_history} prompt tokens are trained on (loss mask reaches into the prompt)")
+    trained_header = [ids[i] for i in range(len(history), n_prompt) if mask[i]]
+    if trained_header:  # e.g. TRL's Qwen2.5 training template starts the mask at the '\n' after 'assistant'
+        warnings.append(
+            f"{len(trained_header)} tokens of the generation prompt ({tokenizer.decode(trained_header)!r}) are "
+            "trained on; evaluation supplies them, so this is harmless"
+        )
     eos = tokenizer.eos_token_id
     end = next((i for i in range(n_prompt, len(ids)) if ids[i] == eos), None)
     if end is None:
@@ -86,7 +103,7 @@ def _check_row(tokenizer, messages: list[dict], chat_template: str | None) -> tu
         errors.append(
             f"{len(dropped)} assistant tokens are not trained on: {tokenizer.decode([ids[i] for i in dropped])!r}"
         )
-    return errors, len(ids)
+    return errors, warnings, len(ids)
 
 
 def lint(
@@ -96,7 +113,6 @@ def lint(
     assistant_only_loss: bool,
     max_length: int | None,
     n_samples: int = 64,
-    chat_template: str | None = None,
     student_vocab: int | None = None,
     teacher_vocab: int | None = None,
 ) -> LintReport:
@@ -114,20 +130,27 @@ def lint(
         lengths = [len(tokenizer(t)["input_ids"]) for t in rows["text"]]
         _truncation(report, lengths, max_length)
         return report
-    template = chat_template or tokenizer.chat_template or ""
-    if assistant_only_loss and not GENERATION_TAG.search(template):
-        report.errors.append(
-            "the chat template has no {% generation %} block, so assistant_only_loss cannot mask the prompt; "
-            "wrap the assistant body in {% generation %}...{% endgeneration %}"
-        )
-        return report
     if not assistant_only_loss:
         report.errors.append("assistant_only_loss is off: every prompt token is trained on (set it to true)")
         return report
+    template = training_template(tokenizer, assistant_only_loss)
+    if template is None:
+        report.errors.append(
+            "the chat template has no {% generation %} block (and TRL has no training version of it), so "
+            "assistant_only_loss cannot mask the prompt; wrap the assistant body in {% generation %}...{% endgeneration %}"
+        )
+        return report
+    if template != tokenizer.chat_template:
+        report.lines.append(
+            "template: training uses TRL's {% generation %} version of the tokenizer's template"
+        )
     lengths, bad_rows = [], 0
     for i, messages in enumerate(rows["messages"]):
-        errors, n = _check_row(tokenizer, list(messages), chat_template)
+        errors, warnings, n = _check_row(tokenizer, list(messages), template)
         lengths.append(n)
+        for w in warnings:
+            if not any(x.endswith(w) for x in report.warnings):
+                report.warnings.append(f"row {i}: {w}")
         if errors:
             bad_rows += 1
             for e in errors:

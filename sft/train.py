@@ -20,7 +20,7 @@ from sft.data import load_traces
 from sft.errors import UsageError
 from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd
 from sft.kd_trainer import DistillSFTTrainer
-from sft.lint import lint
+from sft.lint import lint, training_template
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
             raise UsageError(
                 "kd_source=offline cannot pack sequences (top-k rows follow each row): use --padding_free"
             )
-        dataset, stats = prepare_offline_kd(dataset, tokenizer, training_args.max_length)
+        template = training_template(tokenizer, assistant_only_loss=True)
+        dataset, stats = prepare_offline_kd(dataset, tokenizer, training_args.max_length, template)
         print(format_alignment(stats), flush=True)
         summary["offline_alignment"] = {k: v for k, v in stats.items() if k != "examples"}
         training_args.remove_unused_columns = False  # keep the top-k columns for the collator

@@ -1,6 +1,8 @@
 """The template lint catches a template without {% generation %}, a mask that drops </think>, trained
 prompt tokens, eval/train template drift, truncation and a KD vocabulary mismatch."""
 
+import copy
+
 from datasets import Dataset
 
 from sft.lint import lint
@@ -28,9 +30,14 @@ def rows(toy, n=6):
     return Dataset.from_list([{"messages": conversation(p)} for p in toy.problems[:n]])
 
 
-def run_lint(toy, **kw):
+def run_lint(toy, chat_template=None, **kw):
+    """Lint with the toy tokenizer, or a copy of it carrying another chat template."""
+    tokenizer = toy.tokenizer
+    if chat_template is not None:
+        tokenizer = copy.deepcopy(toy.tokenizer)
+        tokenizer.chat_template = chat_template
     kw = {"assistant_only_loss": True, "max_length": 256, "n_samples": 8, **kw}
-    return lint(toy.tokenizer, rows(toy), **kw)
+    return lint(tokenizer, rows(toy), **kw)
 
 
 def test_good_template_passes(toy):
@@ -90,3 +97,13 @@ def test_truncation_rate_is_reported(toy):
 def test_vocab_mismatch_names_both_sizes(toy):
     report = run_lint(toy, student_vocab=512, teacher_vocab=520)
     assert "student 512, teacher 520" in report.errors[0]
+
+
+def test_known_template_without_markers_uses_trl_training_version(toy):
+    from trl.chat_template_utils import qwen2_5_chat_template
+
+    report = run_lint(toy, chat_template=qwen2_5_chat_template)
+    assert not report.errors, report.format()
+    assert "TRL's {% generation %} version" in report.format()
+    # TRL's Qwen2.5 training template masks from the '\n' after 'assistant': reported, not fatal
+    assert "tokens of the generation prompt ('\\n') are trained on" in report.warnings[0]
