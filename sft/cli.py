@@ -8,7 +8,9 @@ Usage:
 import difflib
 import re
 import sys
+from pathlib import Path
 
+import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from sft.config import DEFAULT_CONFIG, DistillArguments
@@ -26,7 +28,7 @@ def make_parser(subparsers=None) -> TrlParser:
 def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
     """One line: the parser's complaint; for unknown keys, close matches and every valid key."""
     text = str(err).splitlines()[0]
-    if "not used by the HfArgumentParser" not in text:
+    if "not used by the HfArgumentParser" not in text and "Unknown arguments" not in text:
         return text  # a field's own validation (e.g. DistillArguments.__post_init__)
     valid = sorted({a.dest for a in parser._actions if a.dest != "help"})
     unknown = [w.lstrip("-") for w in re.findall(r"'([^']+)'", text) if w.lstrip("-") not in valid]
@@ -36,6 +38,19 @@ def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
         if (close := difflib.get_close_matches(word, valid, n=1))
     ]
     return f"{text} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
+
+
+def _check_config_keys(argv: list[str], parser: TrlParser) -> None:
+    """Raise the parser's unknown-key error for keys of the --config YAML that no dataclass has."""
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if path is None and "--config" in argv and argv.index("--config") + 1 < len(argv):
+        path = argv[argv.index("--config") + 1]
+    if path is None or not Path(path).is_file():
+        return
+    valid = {a.dest for a in parser._actions}
+    unknown = [k for k in (yaml.safe_load(Path(path).read_text()) or {}) if k not in valid]
+    if unknown:
+        raise ValueError(f"Unknown arguments from config file {path}: {unknown}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     parser = make_parser()
     try:
+        _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
         args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)
