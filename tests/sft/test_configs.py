@@ -17,7 +17,7 @@ def test_sft_config_parses(path):
     assert text.startswith("#"), "each config opens with its hardware and exact command"
     # the GPU recipes say bf16: true, which TrainingArguments refuses on a CPU-only machine
     argv = ["--config", str(path), "--bf16", "false"]
-    args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    args, _, _ = make_parser().parse_args_and_config(argv)
     keys = set(yaml.safe_load(text))
     assert keys, path
     if "kd_source" in keys:
