@@ -22,6 +22,7 @@ def run(toy, out, *extra, traces=None):
 
 
 def test_lora_changes_adapter_and_leaves_base_frozen_then_exports_4bit(toy, tmp_path, capsys):
+    pytest.importorskip("bitsandbytes", reason="the qlora extra")
     out = tmp_path / "lora"
     summary = run(toy, out, "--export_4bit", "true")
     assert summary["mode"] == "lora" and summary["train_rows"] == 24 and summary["global_step"] == 2
@@ -40,6 +41,7 @@ def test_lora_changes_adapter_and_leaves_base_frozen_then_exports_4bit(toy, tmp_
 
 
 def test_qlora_step_on_cpu(toy, tmp_path):
+    pytest.importorskip("bitsandbytes", reason="the qlora extra")
     out = tmp_path / "qlora"
     summary = run(toy, out, "--load_in_4bit", "true", "--bnb_4bit_quant_type", "nf4", "--dtype", "float32")
     assert summary["mode"] == "qlora" and summary["global_step"] == 2
@@ -70,6 +72,7 @@ def test_lint_only_writes_nothing(toy, tmp_path, capsys):
 
 
 def test_kd_from_the_cli(toy, tmp_path):
+    pytest.importorskip("bitsandbytes", reason="the qlora extra (4-bit teacher)")
     offline = run(
         toy, tmp_path / "off", "--kd_source", "offline", "--kd_alpha", "0.5", traces=toy.traces_topk
     )
