@@ -80,23 +80,30 @@ def chunked_kd_loss(
 
 
 def chunked_ce_and_kd_loss(
-    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, **kd_kwargs
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ce_token_weights: torch.Tensor | None = None,
+    **kd_kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ce, kd) from one pass over the chunks, so a trainer never needs the full student logits.
 
     `ce` is the mean next-token cross-entropy over valid tokens (= F.cross_entropy(hidden @ weight.T,
-    labels)); `kd` is `chunked_kd_loss(hidden, weight, labels, **kd_kwargs)`. Their gradients are kept
+    labels)), each token multiplied by `ce_token_weights` (...,) when given (the count is unchanged); `kd` is `chunked_kd_loss(hidden, weight, labels, **kd_kwargs)`. Their gradients are kept
     apart until backward, so mix them visibly afterwards: `loss = mix_losses(ce, kd, alpha)`. The cost
     over `chunked_kd_loss`: one more (C, V) pass and matmul per chunk, and a second weight-grad buffer.
     """
-    ce, kd = _fused_losses(hidden, weight, labels, with_ce=True, **kd_kwargs)
+    ce, kd = _fused_losses(
+        hidden, weight, labels, with_ce=True, ce_token_weights=ce_token_weights, **kd_kwargs
+    )
     return ce, kd
 
 
 def _fused_losses(
     hidden, weight, labels, *, teacher_hidden=None, teacher_weight=None, topk_ids=None,
     topk_logprobs=None, beta=0.5, temperature=1.0, token_weights=None, ignore_index=-100,
-    chunk_size=DEFAULT_CHUNK_SIZE, with_ce,
+    chunk_size=DEFAULT_CHUNK_SIZE, with_ce, ce_token_weights=None,
 ):  # fmt: skip
     online = teacher_hidden is not None and teacher_weight is not None
     offline = topk_ids is not None and topk_logprobs is not None
@@ -132,10 +139,12 @@ def _fused_losses(
 
     terms = [kd_term]
     if with_ce:
-        ce_row_weight = 1.0 / n_valid
+        ce_row_weight = torch.full((labels.numel(),), 1.0 / n_valid, device=labels.device)
+        if ce_token_weights is not None:
+            ce_row_weight = ce_row_weight * ce_token_weights.reshape(-1).float()
 
         def ce_term(logits, idx):
-            return _cross_entropy(logits, labels[idx], ce_row_weight)
+            return _cross_entropy(logits, labels[idx], ce_row_weight[idx])
 
         terms = [ce_term, kd_term]  # the last term may overwrite the logits in place
     return _FusedLinearLosses.apply(hidden, weight, rows, terms, chunk_size)
@@ -264,9 +273,12 @@ def _topk_kd(student, topk_ids, topk_logprobs, row_weight, beta, temperature):
 
 
 def _cross_entropy(logits, targets, row_weight):
-    """Weighted next-token CE sum over a chunk and its gradient; does not modify `logits` (C, V)."""
+    """Weighted next-token CE sum over a chunk and its gradient; does not modify `logits` (C, V).
+
+    row_weight: (C,) per-token multiplier (includes 1 / n).
+    """
     lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # (C, 1)
-    loss = (lse.squeeze(1) - logits.gather(1, targets[:, None]).squeeze(1)).sum() * row_weight
+    loss = ((lse.squeeze(1) - logits.gather(1, targets[:, None]).squeeze(1)) * row_weight).sum()
     grad = torch.sub(logits, lse).exp_()
     grad.scatter_add_(1, targets[:, None], torch.full_like(lse, -1.0))
-    return loss, grad.mul_(row_weight)
+    return loss, grad.mul_(row_weight[:, None])

@@ -6,7 +6,9 @@ Usage:
 """
 
 import difflib
+import re
 import sys
+from pathlib import Path
 
 import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
@@ -24,40 +26,32 @@ def make_parser(subparsers=None) -> TrlParser:
 
 
 def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
+    """One line: the parser's complaint; for unknown keys, close matches and every valid key."""
+    text = str(err).splitlines()[0]
+    if "not used by the HfArgumentParser" not in text and "Unknown arguments" not in text:
+        return text  # a field's own validation (e.g. DistillArguments.__post_init__)
     valid = sorted({a.dest for a in parser._actions if a.dest != "help"})
-    text = str(err)
-    hints = []
-    for word in text.replace("[", " ").replace("]", " ").replace("'", " ").replace(",", " ").split():
-        word = word.lstrip("-")
-        close = difflib.get_close_matches(word, valid, n=1)
-        if close and word not in valid:
-            hints.append(f"{word} → did you mean {close[0]}?")
-    return f"{text.splitlines()[0]} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
+    unknown = [w.lstrip("-") for w in re.findall(r"'([^']+)'", text) if w.lstrip("-") not in valid]
+    hints = [
+        f"{word} → did you mean {close[0]}?"
+        for word in unknown
+        if (close := difflib.get_close_matches(word, valid, n=1))
+    ]
+    return f"{text} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
 
 
-def _config_path(argv: list[str]) -> str | None:
-    for i, a in enumerate(argv):
-        if a == "--config" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--config="):
-            return a.split("=", 1)[1]
-    return None
-
-
-def _check_config(argv: list[str], parser: TrlParser) -> dict:
-    """Read the YAML first, so an unknown key is reported before any dataclass validation runs."""
-    path = _config_path(argv)
-    if path is None:
+def _check_config_keys(argv: list[str], parser: TrlParser) -> dict:
+    """The --config YAML as a dict; raises the parser's unknown-key error for keys no dataclass has."""
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if path is None and "--config" in argv and argv.index("--config") + 1 < len(argv):
+        path = argv[argv.index("--config") + 1]
+    if path is None or not Path(path).is_file():
         return {}
-    try:
-        with open(path) as f:
-            config = yaml.safe_load(f) or {}
-    except OSError as err:
-        raise ValueError(f"cannot read config {path}: {err.strerror}") from err
+    config = yaml.safe_load(Path(path).read_text()) or {}
     valid = {a.dest for a in parser._actions}
     unknown = [k for k in config if k not in valid]
     if unknown:
-        raise ValueError(f"Unknown keys in {path}: {unknown}")
+        raise ValueError(f"Unknown arguments from config file {path}: {unknown}")
     return config
 
 
@@ -89,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     parser = make_parser()
     try:
-        argv = _cpu_defaults(argv, _check_config(argv, parser))
+        config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
+        argv = _cpu_defaults(argv, config)
         args, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)

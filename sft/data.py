@@ -26,9 +26,16 @@ def trace_files(traces: str, include_rejected: bool) -> list[str]:
 
 
 def load_traces(
-    traces: str, keep_verdicts: list[str], include_rejected: bool = False, max_samples: int | None = None
+    traces: str,
+    keep_verdicts: list[str],
+    include_rejected: bool = False,
+    max_samples: int | None = None,
+    extra_columns: tuple[str, ...] = (),
 ) -> Dataset:
-    """The `messages` column of the kept rows (TRL's conversational format), or `text` for plain LM data."""
+    """The `messages` column of the kept rows (TRL's conversational format), or `text` for plain LM data.
+
+    `extra_columns` present in the files are kept too (e.g. the teacher's top-k for offline KD).
+    """
     files = trace_files(traces, include_rejected)
     kind = "json" if files[0].endswith((".jsonl", ".json")) else "parquet"
     ds = load_dataset(kind, data_files=files, split="train")
@@ -45,4 +52,4 @@ def load_traces(
         raise UsageError(f"no rows left in {traces} after keeping verdicts {keep_verdicts}")
     if max_samples is not None:
         ds = ds.select(range(min(max_samples, len(ds))))
-    return ds.select_columns([column])
+    return ds.select_columns([column, *(c for c in extra_columns if c in ds.column_names)])

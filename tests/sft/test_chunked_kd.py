@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sft.chunked_kd import chunked_ce_and_kd_loss, chunked_kd_loss
-from sft.losses import generalized_jsd, mix_losses, topk_kd_loss
+from sft.losses import (
+    confidence_weighted_alpha,
+    generalized_jsd,
+    masked_mean,
+    mix_losses,
+    token_divergence,
+    topk_kd_loss,
+)
 
 RTOL = 1e-5
 
@@ -133,6 +140,21 @@ def test_token_weights_match_naive():
     naive = topk_kd_loss(h @ w.T, ids, lps, labels, beta=0.5, token_weights=weights)
     chunked = chunked_kd_loss(h, w, labels, topk_ids=ids, topk_logprobs=lps, beta=0.5, token_weights=weights)
     check(chunked, naive, h, w)
+
+
+def test_per_token_alpha_mix_matches_naive():
+    """Confidence-weighted alpha: mean_t[(1 - a_t) ce_t + a_t kd_t] via ce_token_weights + token_weights."""
+    h, w, th, tw, labels, _, _ = make_case(19, 7, 30, 5, 1, 0.3, 6, True)
+    teacher_logits = th @ tw.T
+    alpha_t = confidence_weighted_alpha(teacher_logits.log_softmax(-1), 0.7)  # (N,)
+    ce_t = F.cross_entropy(h @ w.T, labels, reduction="none")
+    per_token_kd = token_divergence(F.log_softmax(h @ w.T, -1), F.log_softmax(teacher_logits, -1), 0.0)
+    naive = masked_mean(mix_losses(ce_t, per_token_kd, alpha_t), labels)
+    ce, kd = chunked_ce_and_kd_loss(
+        h, w, labels, teacher_hidden=th, teacher_weight=tw, beta=0.0, chunk_size=4,
+        ce_token_weights=1 - alpha_t, token_weights=alpha_t,
+    )  # fmt: skip
+    check(ce + kd, naive, h, w)
 
 
 def test_frozen_lm_head_gets_no_grad_and_lora_style_graph_works():
