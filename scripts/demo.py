@@ -1,7 +1,7 @@
 """`make demo`: the whole distillation loop on the embedded toy task, on a CPU, with no model hub.
 
     teacher (committed, trained by `python -m trace_gen.toy.build`)
-      → python -m trace_gen        sample traces at temperature 1.0, keep the verified ones
+      → python -m trace_gen        sample traces at temperature 0.6 (R1 default), keep the verified ones
       → python -m sft run          LoRA student on the kept traces (and, as an ablation, on all traces)
       → python -m eval_harness compare   teacher vs students on 300 held-out toy problems
 

@@ -149,12 +149,17 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         trainer_kwargs["teacher_model"] = load_teacher(args, training_args)
 
     model = load_student(model_args, training_args)
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None and peft_config.modules_to_save and model.config.tie_word_embeddings:
+        # Training embed_tokens (modules_to_save) on a tied model must train lm_head with it; without
+        # this peft trains a copy of the input embedding while the output projection stays frozen.
+        peft_config.ensure_weight_tying = True
     common = dict(
         model=model,
         args=training_args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config,
     )
     if args.kd_source == "none":
         trainer = SFTTrainer(**common)

@@ -96,7 +96,9 @@ def build(out: Path, parts: tuple[str, ...] = ("teacher", "student_base")) -> No
         ]
         (tmp / "gold").mkdir()
         pq.write_table(pa.Table.from_pylist(gold), tmp / "gold" / "part-00000.parquet")
-        texts = [{"text": p.problem} for p in train] + [{"text": t} for t in arithmetic_facts(120_000, seed=7)]
+        texts = [{"text": p.problem} for p in train] + [
+            {"text": t} for t in arithmetic_facts(120_000, seed=7)
+        ]
         random.Random(3).shuffle(texts)
         (tmp / "plain").mkdir()
         pq.write_table(pa.Table.from_pylist(texts), tmp / "plain" / "part-00000.parquet")
