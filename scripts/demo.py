@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--n", type=int, default=2000, help="verified traces to generate")
-    p.add_argument("--max-steps", type=int, default=600, help="student LoRA steps")
+    p.add_argument("--max-steps", type=int, default=400, help="student LoRA steps")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems only")
     p.add_argument("--no-ablation", action="store_true", help="skip the student trained on unfiltered traces")
     args = p.parse_args(argv)
