@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             "--samples-per-prompt",
             "4",
             "--temperature",
-            "1.0",
+            "0.6",
             "--keep-rejected",
         ],
         timings,
