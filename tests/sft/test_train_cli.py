@@ -34,7 +34,8 @@ def test_lora_changes_adapter_and_leaves_base_frozen_then_exports_4bit(toy, tmp_
     merged = load_file(str(out / "merged" / "model.safetensors"))
     changed = {k for k in base if not torch.equal(base[k], merged[k])}
     assert any("q_proj" in k for k in changed)
-    assert not any("norm" in k or "embed" in k for k in changed), "only LoRA-targeted linears may change"
+    # the toy recipe trains the tied embedding (lora_modules_to_save: [embed_tokens]); nothing else may move
+    assert not any("norm" in k for k in changed), "only LoRA-targeted linears and modules_to_save may change"
     config = json.loads((out / "merged-4bit" / "config.json").read_text())
     assert config["quantization_config"]["bnb_4bit_quant_type"] == "nf4"
     assert any("absmax" in k for k in load_file(str(out / "merged-4bit" / "model.safetensors")))

@@ -133,10 +133,15 @@ def _hidden_dirs(python: str) -> list[str]:
     candidates.add(str(REPO_ROOT.parent))
     real = Path(os.path.realpath(python))
     keep = [str(real), str(real.parents[1])]  # the interpreter and its prefix (stdlib)
+    # /tmp, /var/tmp, /dev/shm get fresh private tmpfs anyway; hiding one of them (a checkout under
+    # /tmp makes /tmp the workspace) would mount a read-only tmpfs over the sandbox's scratch space.
+    scratch = {"/tmp", "/var/tmp", "/dev/shm"}
     return sorted(
         d
         for d in candidates
-        if d != "/" and not any(k == d or k.startswith(d.rstrip("/") + "/") for k in keep)
+        if d != "/"
+        and d not in scratch
+        and not any(k == d or k.startswith(d.rstrip("/") + "/") for k in keep)
     )
 
 
