@@ -15,6 +15,18 @@ from trace_gen.toy.build import ASSETS
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
+# One trace_gen command for the fixture and the resume test: resuming must see the same run.
+TRACE_ARGS = (
+    "--n",
+    "24",
+    "--samples-per-prompt",
+    "2",
+    "--batch-prompts",
+    "16",
+    "--temperature",
+    "1.0",
+    "--keep-rejected",
+)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -29,20 +41,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pipeline")
-    _run(
-        "trace_gen",
-        "--out",
-        str(out / "traces"),
-        "--n",
-        "24",
-        "--samples-per-prompt",
-        "2",
-        "--batch-prompts",
-        "16",
-        "--temperature",
-        "1.0",
-        "--keep-rejected",
-    )
+    _run("trace_gen", "--out", str(out / "traces"), *TRACE_ARGS)
     _run(
         "sft",
         "run",
@@ -116,20 +115,7 @@ def test_report(run_dir):
 
 def test_rerun_resumes_without_duplicates(run_dir):
     before = (run_dir / "traces" / "manifest.jsonl").read_text()
-    _run(
-        "trace_gen",
-        "--out",
-        str(run_dir / "traces"),
-        "--n",
-        "24",
-        "--samples-per-prompt",
-        "2",
-        "--batch-prompts",
-        "16",
-        "--temperature",
-        "1.0",
-        "--keep-rejected",
-    )
+    _run("trace_gen", "--out", str(run_dir / "traces"), *TRACE_ARGS)  # the fixture's exact command
     assert (run_dir / "traces" / "manifest.jsonl").read_text() == before
 
 
