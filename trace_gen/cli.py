@@ -8,6 +8,7 @@ Usage:
     python -m trace_gen --backend openai --base-url http://127.0.0.1:8000/v1 --teacher NAME ...
     python -m trace_gen ... --num-shards 8 --shard-index $SLURM_ARRAY_TASK_ID --out runs/shard-$SLURM_ARRAY_TASK_ID
     python -m trace_gen merge runs/traces runs/shard-*          # join shards, print stats
+    python -m trace_gen ... --ray --num-shards 64 --out runs/traces  # Ray cluster; dataset: runs/traces/merged
     python -m trace_gen filter runs/traces runs/filtered        # format/dedup/decontam/keep policy
 """
 
@@ -52,7 +53,13 @@ def make_parser() -> argparse.ArgumentParser:
         "'' for none)",
     )
     p.add_argument("--out", required=True, type=Path, help="output directory (resumes if it holds this run)")
-    p.add_argument("--n", type=int, default=1000, help="number of KEPT (verified) traces to produce")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=1000,
+        help="number of KEPT (verified) traces to produce; with --ray the total over all K shards: "
+        "shard i is given n // K, plus one if i < n % K",
+    )
     p.add_argument("--samples-per-prompt", type=int, default=4, help="samples drawn per prompt")
     p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling")
@@ -107,19 +114,50 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--benchmarks-dir", default=None, help="test sets for --decontaminate")
     p.add_argument(
-        "--num-shards", type=int, default=1, help="split the prompts into this many disjoint shards"
+        "--num-shards",
+        type=int,
+        default=1,
+        help="split the prompts into this many disjoint shards (by a hash of the prompt id)",
     )
-    p.add_argument("--shard-index", type=int, default=0, help="which shard this process generates")
+    p.add_argument(
+        "--shard-index", type=int, default=None, help="which shard this process generates (default: 0)"
+    )
     p.add_argument("--verify-workers", type=int, default=1, help="verifier processes beside generation")
     p.add_argument("--code-workers", type=int, default=2, help="sandboxed test runs at a time (code data)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the teacher's own modelling code")
+    ray = p.add_argument_group("Ray cluster (pip install '.[ray]'; see trace_gen/ray_mode.py)")
+    ray.add_argument(
+        "--ray",
+        action="store_true",
+        help="run all --num-shards shards as Ray Data actors, each writing OUT/shard-XXXXX exactly as a "
+        "--shard-index run would, then merge them into OUT/merged (the dataset to pass on)",
+    )
+    ray.add_argument(
+        "--ray-address",
+        default=None,
+        help="cluster to join ('auto', 'HOST:PORT', 'ray://...', 'local'; default: $RAY_ADDRESS, "
+        "else the latest local cluster, else a new local one)",
+    )
+    ray.add_argument(
+        "--ray-gpus-per-worker",
+        type=float,
+        default=None,
+        help="GPUs Ray reserves per worker (default: vllm tensor_parallel_size x pipeline_parallel_size "
+        "from --engine-args; 0 for hf/openai)",
+    )
     return p
 
 
 def check_args(args: argparse.Namespace) -> None:
-    if args.n <= 0 or args.samples_per_prompt <= 0 or args.batch_prompts <= 0:
-        raise UsageError("--n, --samples-per-prompt and --batch-prompts must be positive")
-    if not 0 <= args.shard_index < args.num_shards:
+    if args.n <= 0 or args.samples_per_prompt <= 0 or args.batch_prompts <= 0 or args.num_shards <= 0:
+        raise UsageError("--n, --samples-per-prompt, --batch-prompts and --num-shards must be positive")
+    if args.ray and args.shard_index is not None:
+        raise UsageError("--ray runs every shard itself; drop --shard-index (or drop --ray to run one shard)")
+    if not args.ray and (args.ray_address is not None or args.ray_gpus_per_worker is not None):
+        raise UsageError("--ray-address and --ray-gpus-per-worker need --ray")
+    if args.ray and args.n < args.num_shards:
+        raise UsageError(f"--n {args.n} is the total over {args.num_shards} shards; it must be at least that")
+    if not 0 <= (args.shard_index or 0) < args.num_shards:
         raise UsageError(f"--shard-index {args.shard_index} is outside 0..{args.num_shards - 1}")
     if args.logprobs is not None and args.backend != "vllm":
         raise UsageError("--logprobs needs --backend vllm (top-k logprobs come from the same sampling pass)")
@@ -176,25 +214,34 @@ def run_identity(args: argparse.Namespace, sampling) -> dict:
         "batch_prompts": args.batch_prompts,
         "max_prompt_tokens": args.max_prompt_tokens,
         "filters": {"dedup": args.dedup, "decontaminate": args.decontaminate},
-        "shard": [args.shard_index, args.num_shards],
+        "shard": [args.shard_index or 0, args.num_shards],
     }
 
 
-def generate(args: argparse.Namespace) -> dict:
-    check_args(args)
+def sampling_config(args: argparse.Namespace):
     from trace_gen.backends.base import SamplingConfig
 
-    prompts = load_prompts(args)
-    max_new = args.max_new_tokens or (128 if args.dataset == "toy" else 32768)
-    sampling = SamplingConfig(
+    return SamplingConfig(
         n=args.samples_per_prompt,
         temperature=args.temperature,
         top_p=args.top_p,
-        max_new_tokens=max_new,
+        max_new_tokens=args.max_new_tokens or (128 if args.dataset == "toy" else 32768),
         seed=args.seed,
         logprobs=args.logprobs,
         stop=tuple(args.stop),
     )
+
+
+def generate(args: argparse.Namespace, backend=None) -> dict:
+    """One run (one shard) into --out; `backend` is built from the flags unless given (Ray workers
+    build theirs once and pass it for every shard they run)."""
+    check_args(args)
+    if args.ray:
+        from trace_gen.ray_mode import run_ray
+
+        return run_ray(args)
+    prompts = load_prompts(args)
+    sampling = sampling_config(args)
     from trace_gen.pipeline import RunSettings
 
     settings = RunSettings(
@@ -202,7 +249,7 @@ def generate(args: argparse.Namespace) -> dict:
         batch_prompts=args.batch_prompts,
         keep_rejected=args.keep_rejected,
         num_shards=args.num_shards,
-        shard_index=args.shard_index,
+        shard_index=args.shard_index or 0,
         verify_workers=args.verify_workers,
         code_workers=args.code_workers,
         max_prompt_tokens=args.max_prompt_tokens,
@@ -214,9 +261,10 @@ def generate(args: argparse.Namespace) -> dict:
     from trace_gen.backends import make_backend
     from trace_gen.pipeline import run
 
-    backend = make_backend(
-        args.backend, args.teacher, args.batch_prompts, args.trust_remote_code, **backend_options(args)
-    )
+    if backend is None:
+        backend = make_backend(
+            args.backend, args.teacher, args.batch_prompts, args.trust_remote_code, **backend_options(args)
+        )
     return run(backend, args.teacher, prompts, sampling, settings, args.out, identity)
 
 

@@ -22,22 +22,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from trace_gen.errors import UsageError
-from trace_gen.writer import MANIFEST, RUN_FILE
+from trace_gen.writer import RUN_FILE, committed_entries
 
 
 def _read_shard(path: Path) -> tuple[dict, list[dict]]:
     if not (path / RUN_FILE).is_file():
         raise UsageError(f"{path} is not a trace_gen output directory (no {RUN_FILE})")
-    identity = json.loads((path / RUN_FILE).read_text())
-    manifest = path / MANIFEST
-    entries = []
-    if manifest.exists():
-        for line in manifest.read_text().splitlines():
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # torn last line: not committed
-    return identity, entries
+    return json.loads((path / RUN_FILE).read_text()), committed_entries(path)
 
 
 def _link(src: Path, dst: Path) -> None:

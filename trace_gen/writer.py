@@ -36,29 +36,44 @@ def _write_part(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def holds_run(out: Path, run_identity: dict) -> bool:
+    """True if `out` holds this run (resume), False if it is absent or empty (start); a UsageError if
+    it holds another run or files that are not a trace_gen output."""
+    run_file = out / RUN_FILE
+    run_identity = json.loads(json.dumps(run_identity))  # compare as stored (tuples become lists)
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous != run_identity:
+            diff = sorted(k for k in set(previous) | set(run_identity) if previous.get(k) != run_identity.get(k))
+            raise UsageError(
+                f"{out} holds a different run (differs in: {', '.join(diff)}); "
+                "use a new --out directory or rerun with the original settings to resume"
+            )
+        return True
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty and is not a trace_gen output; choose an empty --out directory")
+    return False
+
+
+def committed_entries(out: Path) -> list[dict]:
+    """The manifest's entries, read-only; a torn last line (a crash mid-append) is not committed."""
+    path = out / MANIFEST
+    entries = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return entries
+
+
 class TraceWriter:
     def __init__(self, out: Path, run_identity: dict, keep_rejected: bool):
         self.out = out
         self.keep_rejected = keep_rejected
-        out.mkdir(parents=True, exist_ok=True)
-        run_file = out / RUN_FILE
-        run_identity = json.loads(json.dumps(run_identity))  # compare as stored (tuples become lists)
-        if run_file.exists():
-            previous = json.loads(run_file.read_text())
-            if previous != run_identity:
-                diff = sorted(
-                    k for k in set(previous) | set(run_identity) if previous.get(k) != run_identity.get(k)
-                )
-                raise UsageError(
-                    f"{out} holds a different run (differs in: {', '.join(diff)}); "
-                    "use a new --out directory or rerun with the original settings to resume"
-                )
-        elif any(out.iterdir()):
-            raise UsageError(
-                f"{out} is not empty and is not a trace_gen output; choose an empty --out directory"
-            )
-        else:
-            _fsync_write(run_file, json.dumps(run_identity, indent=2, sort_keys=True).encode())
+        if not holds_run(out, run_identity):
+            out.mkdir(parents=True, exist_ok=True)
+            _fsync_write(out / RUN_FILE, json.dumps(run_identity, indent=2, sort_keys=True).encode())
         self.entries = self._read_manifest()
         self._remove_orphans()
 
