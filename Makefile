@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED := 1
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,qlora]"
+	$(PY) -m pip install -q -e ".[dev,qlora,ray]"
 	touch $@
 
 install: $(VENV)/.installed

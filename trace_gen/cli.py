@@ -58,7 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         help="number of KEPT (verified) traces to produce; with --ray the total over all K shards: "
-        "shard i is given n // K, plus one if i < n % K",
+        "shard i is given n // K, plus one if i < n %% K",
     )
     p.add_argument("--samples-per-prompt", type=int, default=4, help="samples drawn per prompt")
     p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (0 = greedy)")

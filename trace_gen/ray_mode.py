@@ -21,8 +21,11 @@ Usage:
 """
 
 import argparse
+import fcntl
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from trace_gen.errors import BackendError, UsageError
 from trace_gen.writer import committed_entries, holds_run
 
 SHARD_DIR = "shard-{:05d}"  # OUT/shard-00000: a --shard-index run's --out
+LOCK = ".lock"  # OUT/shard-00000.lock: held by the worker running that shard
 MERGED = "merged"
 
 
@@ -73,7 +77,7 @@ def check_out(out: Path, shards: list[argparse.Namespace]) -> None:
     """UsageError unless OUT is new or holds this very --ray run (every shard's run.json matches)."""
     from trace_gen.cli import run_identity, sampling_config
 
-    known = {s.out.name for s in shards} | {MERGED}
+    known = {s.out.name for s in shards} | {s.out.name + LOCK for s in shards} | {MERGED}
     if out.is_dir():
         for entry in sorted(out.iterdir()):
             if entry.name not in known and not entry.name.startswith(f".{MERGED}.merging-"):
@@ -87,6 +91,17 @@ def check_out(out: Path, shards: list[argparse.Namespace]) -> None:
 
 def is_done(shard: argparse.Namespace) -> bool:
     return sum(e["kept"] for e in committed_entries(shard.out)) >= shard.n
+
+
+@contextmanager
+def shard_lock(shard_out: Path) -> Iterator[None]:
+    """Held while a worker runs the shard: a second runner of the same shard (a worker still finishing
+    its batch after its driver was killed, or a concurrent rerun) waits, then resumes from the manifest
+    instead of committing the same batch twice. The OS releases it when the holder dies."""
+    shard_out.parent.mkdir(parents=True, exist_ok=True)
+    with open(shard_out.with_name(shard_out.name + LOCK), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 class ShardWorker:
@@ -106,8 +121,10 @@ class ShardWorker:
 
         errors = []
         for index, n in zip(batch["shard_index"], batch["n"], strict=True):
+            shard = shard_args(self.args, int(index), int(n))
             try:  # bad input or a failing teacher: reported in one line; the other shards go on
-                generate(shard_args(self.args, int(index), int(n)), self.backend)
+                with shard_lock(shard.out):
+                    generate(shard, self.backend)
                 errors.append("")
             except (UsageError, BackendError) as err:
                 errors.append(str(err))
@@ -149,7 +166,11 @@ def run_shards(args: argparse.Namespace, todo: list[argparse.Namespace]) -> list
         )
     finally:
         ray.shutdown()
-    return [f"shard {r['shard_index']}: {r['error']}" for r in sorted(results, key=lambda r: int(r["shard_index"])) if r["error"]]
+    return [
+        f"shard {r['shard_index']}: {r['error']}"
+        for r in sorted(results, key=lambda r: int(r["shard_index"]))
+        if r["error"]
+    ]
 
 
 def run_ray(args: argparse.Namespace) -> dict:

@@ -44,7 +44,9 @@ def holds_run(out: Path, run_identity: dict) -> bool:
     if run_file.exists():
         previous = json.loads(run_file.read_text())
         if previous != run_identity:
-            diff = sorted(k for k in set(previous) | set(run_identity) if previous.get(k) != run_identity.get(k))
+            diff = sorted(
+                k for k in set(previous) | set(run_identity) if previous.get(k) != run_identity.get(k)
+            )
             raise UsageError(
                 f"{out} holds a different run (differs in: {', '.join(diff)}); "
                 "use a new --out directory or rerun with the original settings to resume"
