@@ -145,6 +145,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="GPUs Ray reserves per worker (default: vllm tensor_parallel_size x pipeline_parallel_size "
         "from --engine-args; 0 for hf/openai)",
     )
+    ray.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        help="most workers (teacher copies) at once; each runs shard after shard (default: one per "
+        "unfinished shard; more shards than workers gives finer resume and load balance)",
+    )
     return p
 
 
@@ -153,8 +160,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--n, --samples-per-prompt, --batch-prompts and --num-shards must be positive")
     if args.ray and args.shard_index is not None:
         raise UsageError("--ray runs every shard itself; drop --shard-index (or drop --ray to run one shard)")
-    if not args.ray and (args.ray_address is not None or args.ray_gpus_per_worker is not None):
-        raise UsageError("--ray-address and --ray-gpus-per-worker need --ray")
+    ray_flags = (args.ray_address, args.ray_gpus_per_worker, args.ray_workers)
+    if not args.ray and any(flag is not None for flag in ray_flags):
+        raise UsageError("--ray-address, --ray-gpus-per-worker and --ray-workers need --ray")
+    if (args.ray_workers is not None and args.ray_workers <= 0) or (args.ray_gpus_per_worker or 0) < 0:
+        raise UsageError("--ray-workers must be positive and --ray-gpus-per-worker not negative")
     if args.ray and args.n < args.num_shards:
         raise UsageError(f"--n {args.n} is the total over {args.num_shards} shards; it must be at least that")
     if not 0 <= (args.shard_index or 0) < args.num_shards:

@@ -1,10 +1,11 @@
 """`python -m trace_gen ... --ray --num-shards K`: the same pipeline, one shard per Ray Data call.
 
 Each of the K shards is exactly the run `--num-shards K --shard-index i --out OUT/shard-0000i` would
-do (same prompts, seeds, atomic parts, manifest, resume); Ray Data hands the shards to an autoscaling
-pool of actors (`map_batches` over `from_items`, one shard per call), each of which loads the teacher
-once and runs shard after shard. Then the shards are merged exactly as `python -m trace_gen merge`
-does. The layout:
+do (same prompts, seeds, atomic parts, manifest, resume). Ray Data hands the unfinished shards to a
+pool of actors (`map_batches` over `from_items`, one shard per call; `--ray-workers` actors, default
+one per unfinished shard, started as the cluster has room), each of which loads the teacher once and
+runs shard after shard. Then the shards are merged exactly as `python -m trace_gen merge` does. The
+layout:
 
     OUT/shard-00000 ... OUT/shard-{K-1}   per-shard runs: the resume state (each resumable alone)
     OUT/merged                            the dataset to pass on: `python -m sft run --traces OUT/merged`
@@ -12,8 +13,10 @@ does. The layout:
 `--n` is the total: shard i is given n // K, plus one if i < n % K. Rerunning the same command
 resumes every unfinished shard from its manifest (finished ones are not started again) and rebuilds
 OUT/merged (hard links); a different run in the same OUT is refused. A worker Ray restarts after a
-crash resumes its shard the same way, so retries never duplicate rows. On a cluster every node
-needs this package installed and OUT (and a local --dataset/--teacher) on a shared file system.
+crash resumes its shard the same way, and a lock file per shard (OUT/shard-XXXXX.lock) makes a second
+runner of a shard wait for the first, so neither retries nor a rerun next to workers orphaned by a
+killed driver can commit a batch twice. On a cluster every node needs this package installed, and OUT
+(and a local --dataset/--teacher) on a shared file system with flock.
 
 Usage:
     python -m trace_gen --backend vllm --teacher Qwen/QwQ-32B --dataset data.jsonl --n 800000 \\
@@ -51,6 +54,7 @@ def shard_args(args: argparse.Namespace, index: int, n: int) -> argparse.Namespa
             "ray": False,
             "ray_address": None,
             "ray_gpus_per_worker": None,
+            "ray_workers": None,
             "shard_index": index,
             "n": n,
             "out": Path(args.out) / SHARD_DIR.format(index),
@@ -157,9 +161,11 @@ def run_shards(args: argparse.Namespace, todo: list[argparse.Namespace]) -> list
                 ShardWorker,
                 fn_constructor_kwargs={"args": args},
                 batch_size=1,  # one shard per call
-                # one worker per shard, as the cluster has room; one shard in flight per worker, so a
-                # free worker never waits behind a busy one
-                compute=ray.data.ActorPoolStrategy(size=len(items), max_tasks_in_flight_per_actor=1),
+                # started as the cluster has room; one shard in flight per worker, so a free worker
+                # never waits behind a busy one
+                compute=ray.data.ActorPoolStrategy(
+                    size=min(len(items), args.ray_workers or len(items)), max_tasks_in_flight_per_actor=1
+                ),
                 num_gpus=gpus or None,
             )
             .take_all()

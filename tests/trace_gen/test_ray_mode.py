@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from trace_gen.cli import main
-from trace_gen.ray_mode import gpus_per_worker, shard_targets
+from trace_gen.ray_mode import gpus_per_worker, shard_lock, shard_targets
 from trace_gen.writer import committed_entries
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,11 +98,29 @@ def test_gpus_per_worker_follows_the_vllm_engine():
     assert gpus_per_worker("vllm", {}, 0.5) == 0.5  # two small engines per GPU
 
 
+def test_a_second_runner_of_a_shard_waits_for_the_first(tmp_path):
+    shard = tmp_path / "out" / "shard-00000"
+    entered = threading.Event()
+
+    def second():
+        with shard_lock(shard):
+            entered.set()
+
+    with shard_lock(shard):
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.3)  # blocked while the first holds the shard
+    assert entered.wait(5)
+    thread.join()
+    assert not shard.exists()  # the lock lives beside the shard, which stays a clean --out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--ray", "--num-shards", "2", "--shard-index", "0"], "drop --shard-index"),
         (["--ray-address", "auto"], "need --ray"),
+        (["--ray", "--ray-workers", "0"], "--ray-workers must be positive"),
         (["--ray", "--num-shards", "4", "--n", "3"], "must be at least that"),
         (
             [
@@ -116,7 +135,7 @@ def test_gpus_per_worker_follows_the_vllm_engine():
             "ask for 2 GPUs per engine",
         ),
     ],
-    ids=["shard-index", "address-without-ray", "n-below-shards", "gpus-vs-tp"],
+    ids=["shard-index", "address-without-ray", "zero-workers", "n-below-shards", "gpus-vs-tp"],
 )
 def test_bad_ray_flags_are_one_line(tmp_path, capsys, argv, message):
     pytest.importorskip("ray")
@@ -139,7 +158,7 @@ def test_help_documents_the_ray_flags():
     )
     assert proc.returncode == 0
     help_text = " ".join(proc.stdout.split())
-    for flag in ("--ray ", "--ray-address", "--ray-gpus-per-worker", "n // K"):
+    for flag in ("--ray ", "--ray-address", "--ray-gpus-per-worker", "--ray-workers", "n // K"):
         assert flag in help_text, flag
 
 
@@ -147,7 +166,10 @@ def test_help_documents_the_ray_flags():
 def test_ray_run_equals_plain_shards_merged_and_rerun_is_a_no_op(plain, tmp_path, capsys):
     pytest.importorskip("ray")
     out = tmp_path / "out"
-    proc = subprocess.run(ray_cmd(out), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    # one worker: it loads the teacher once and runs shard 0, then shard 1 (the kill test runs two)
+    proc = subprocess.run(
+        ray_cmd(out, "--ray-workers", "1"), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
     assert stats["kept"] == N and stats["out"] == str(out / "merged") and stats["shards_run"] == SHARDS
@@ -159,7 +181,7 @@ def test_ray_run_equals_plain_shards_merged_and_rerun_is_a_no_op(plain, tmp_path
     manifests = {i: manifest_batches(out / f"shard-{i:05d}") for i in range(SHARDS)}
 
     rerun = subprocess.run(ray_cmd(out), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.returncode == 0, rerun.stderr[-3000:]  # the worker count is placement, not identity
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["shards_run"] == 0  # nothing left to do
     assert rows(out / "merged") == expected
     assert {i: manifest_batches(out / f"shard-{i:05d}") for i in range(SHARDS)} == manifests
