@@ -26,6 +26,7 @@ Usage:
 import argparse
 import fcntl
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,6 +145,19 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: str | None) -> None:
+    """A HOST:PORT nobody listens on is one line here; ray.init would retry it for minutes."""
+    host, _, port = (address or "").rpartition(":")
+    if "://" in (address or "") or not port.isdigit():
+        return  # None, 'auto', 'local' and ray:// are Ray's to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as err:
+        raise UsageError(
+            f"no Ray cluster answers at {address} ({err}); start one (`ray start --head`) or fix --ray-address"
+        ) from None
+
+
 def run_shards(args: argparse.Namespace, todo: list[argparse.Namespace]) -> list[str]:
     """Run the shards on the Ray cluster; returns one line per shard that failed."""
     ray = import_ray()
@@ -185,6 +199,7 @@ def run_ray(args: argparse.Namespace) -> dict:
     from trace_gen.merge import merge
 
     import_ray()
+    check_reachable(args.ray_address)
     args = argparse.Namespace(**{**vars(args), "out": Path(args.out).resolve()})
     targets = shard_targets(args.n, args.num_shards)
     shards = [shard_args(args, i, n) for i, n in enumerate(targets)]

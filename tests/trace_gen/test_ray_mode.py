@@ -121,6 +121,7 @@ def test_a_second_runner_of_a_shard_waits_for_the_first(tmp_path):
         (["--ray", "--num-shards", "2", "--shard-index", "0"], "drop --shard-index"),
         (["--ray-address", "auto"], "need --ray"),
         (["--ray", "--ray-workers", "0"], "--ray-workers must be positive"),
+        (["--ray", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
         (["--ray", "--num-shards", "4", "--n", "3"], "must be at least that"),
         (
             [
@@ -135,7 +136,7 @@ def test_a_second_runner_of_a_shard_waits_for_the_first(tmp_path):
             "ask for 2 GPUs per engine",
         ),
     ],
-    ids=["shard-index", "address-without-ray", "zero-workers", "n-below-shards", "gpus-vs-tp"],
+    ids=["shard-index", "address-without-ray", "zero-workers", "unreachable", "n-below-shards", "gpus-vs-tp"],
 )
 def test_bad_ray_flags_are_one_line(tmp_path, capsys, argv, message):
     pytest.importorskip("ray")
