@@ -208,7 +208,7 @@ def run_ray(args: argparse.Namespace) -> dict:
     todo = [s for s in shards if not is_done(s)]
     if todo and (failed := run_shards(args, todo)):
         more = f" (and {len(failed) - 1} more failed shards)" if len(failed) > 1 else ""
-        raise BackendError(f"{failed[0]}{more}; finished batches are kept: rerun the same command to resume")
+        raise BackendError(f"{failed[0]}{more}")  # each message says how to fix it; committed batches stay
     merged = args.out / MERGED
     for old in [*args.out.glob(f".{MERGED}.merging-*"), merged]:
         if old.exists():  # merged is derived data (hard links): rebuilt from the shards on every run

@@ -252,3 +252,31 @@ def test_kill_9_of_the_driver_then_rerun_completes_without_duplicates(plain, tmp
         for pid, started in ray_processes:
             if started and _start_time(pid) == started:
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_a_failing_teacher_is_one_line_and_nothing_is_merged(tmp_path):
+    pytest.importorskip("ray")
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "".join(json.dumps({"problem": f"{i}+1?", "answer": str(i + 1)}) + "\n" for i in range(8))
+    )
+    out = tmp_path / "out"
+    backend = [
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--teacher",
+        "m",
+        "--max-retries",
+        "0",
+    ]
+    cmd = [*ray_cmd(out), *backend, "--dataset", str(data)]
+    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+    assert (
+        "shard 0: " in errors[0] and "127.0.0.1:9" in errors[0] and "(and 1 more failed shards)" in errors[0]
+    )
+    assert not (out / "merged").exists() and not list(out.rglob("part-*"))
