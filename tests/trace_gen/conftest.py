@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -37,3 +38,19 @@ def math_jsonl(tmp_path) -> Path:
         for i in range(12)
     ]
     return write_jsonl(tmp_path / "math.jsonl", rows)
+
+
+@pytest.fixture
+def rows():
+    """rows(out) -> {(prompt_id, sample_idx): completion} over kept and rejected parts; asserts no duplicates."""
+
+    def read(out: Path) -> dict:
+        found = {}
+        for f in sorted([*out.glob("part-*.parquet"), *out.glob("rejected/part-*.parquet")]):
+            for r in pq.read_table(f, columns=["prompt_id", "sample_idx", "completion"]).to_pylist():
+                key = (r["prompt_id"], r["sample_idx"])
+                assert key not in found, f"duplicate {key} in {f}"
+                found[key] = r["completion"]
+        return found
+
+    return read

@@ -32,17 +32,6 @@ def ray_cmd(out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def rows(out: Path) -> dict:
-    """(prompt_id, sample_idx) -> completion over kept and rejected parts; asserts no duplicates."""
-    found = {}
-    for f in sorted([*out.glob("part-*.parquet"), *out.glob("rejected/part-*.parquet")]):
-        for r in pq.read_table(f, columns=["prompt_id", "sample_idx", "completion"]).to_pylist():
-            key = (r["prompt_id"], r["sample_idx"])
-            assert key not in found, f"duplicate {key} in {f}"
-            found[key] = r["completion"]
-    return found
-
-
 def kept_keys(out: Path) -> set:
     return {
         (r["prompt_id"], r["sample_idx"])
@@ -164,7 +153,7 @@ def test_help_documents_the_ray_flags():
 
 
 @pytest.mark.integration
-def test_ray_run_equals_plain_shards_merged_and_rerun_is_a_no_op(plain, tmp_path, capsys):
+def test_ray_run_equals_plain_shards_merged_and_rerun_is_a_no_op(rows, plain, tmp_path, capsys):
     pytest.importorskip("ray")
     out = tmp_path / "out"
     # one worker: it loads the teacher once and runs shard 0, then shard 1 (the kill test runs two)
@@ -220,7 +209,7 @@ def _start_time(pid: int) -> str:
 
 
 @pytest.mark.integration
-def test_kill_9_of_the_driver_then_rerun_completes_without_duplicates(plain, tmp_path):
+def test_kill_9_of_the_driver_then_rerun_completes_without_duplicates(rows, plain, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "out"
     proc = subprocess.Popen(

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,18 +29,7 @@ def args(teacher, data, out, *extra):
     ]  # fmt: skip
 
 
-def rows(out: Path) -> dict:
-    """(prompt_id, sample_idx) -> completion over kept and rejected parts; asserts no duplicates."""
-    found = {}
-    for f in sorted([*out.glob("part-*.parquet"), *out.glob("rejected/part-*.parquet")]):
-        for r in pq.read_table(f, columns=["prompt_id", "sample_idx", "completion"]).to_pylist():
-            key = (r["prompt_id"], r["sample_idx"])
-            assert key not in found, f"duplicate {key} in {f}"
-            found[key] = r["completion"]
-    return found
-
-
-def test_kill_9_then_rerun_equals_uninterrupted(tiny_teacher, tmp_path):
+def test_kill_9_then_rerun_equals_uninterrupted(rows, tiny_teacher, tmp_path):
     data = tmp_path / "q.jsonl"
     data.write_text(
         "".join(
@@ -89,7 +77,7 @@ def test_shards_are_disjoint_and_cover(ids, k):
     ]
 
 
-def test_shards_merge_into_the_whole_run(tiny_teacher, tmp_path, capsys):
+def test_shards_merge_into_the_whole_run(rows, tiny_teacher, tmp_path, capsys):
     data = tmp_path / "q.jsonl"
     data.write_text(
         "".join(
