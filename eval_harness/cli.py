@@ -23,6 +23,7 @@ from pathlib import Path
 from eval_harness.benchmarks import BENCHMARKS
 from eval_harness.benchmarks.custom import KINDS, CustomBenchmark
 from trace_gen.backends import BACKENDS
+from trace_gen.cli import json_object
 from trace_gen.errors import UsageError
 
 
@@ -46,6 +47,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=64, help="prompts per generate call (and per saved chunk)"
     )
     p.add_argument("--backend", choices=BACKENDS, default="hf")
+    g = p.add_argument_group("openai backend (an OpenAI-compatible server; --model is the served name)")
+    g.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="server URL")
+    g.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="NAME of the environment variable with the key"
+    )
+    g.add_argument(
+        "--extra-body",
+        type=json_object,
+        default={},
+        help="JSON merged into every request, e.g. '{\"skip_special_tokens\": false}' for vLLM/SGLang",
+    )
     p.add_argument("--verify-workers", type=int, default=2, help="math-verify worker processes")
     p.add_argument("--verify-timeout", type=float, default=10.0, help="seconds per math answer check")
     p.add_argument("--output-dir", type=Path, required=True)
@@ -135,6 +147,12 @@ def _check_model(path: str) -> None:
         raise UsageError(f"model not found: {p} has no config.json; pass a model directory or hub id")
 
 
+def _backend_options(args) -> dict:
+    if args.backend != "openai":
+        return {}
+    return {"base_url": args.base_url, "api_key_env": args.api_key_env, "extra_body": args.extra_body}
+
+
 def _samplings(args, benches: list) -> dict:
     from eval_harness.evaluate import sampling_for
 
@@ -188,7 +206,7 @@ def _evaluate(args, benches: list) -> int:
         if args.model:
             from trace_gen.backends import make_backend
 
-            backend = make_backend(args.backend, args.model, args.batch_size)
+            backend = make_backend(args.backend, args.model, args.batch_size, **_backend_options(args))
             results = ev.evaluate_model(
                 backend, benches, items, samplings, pool, samples_dir, args.model, args.backend
             )
@@ -222,7 +240,7 @@ def _compare(args, benches: list) -> int:
     items = {b.NAME: b.load(args.limit) for b in benches}
 
     def backend_for(path: str):
-        return make_backend(args.backend, path, args.batch_size)
+        return make_backend(args.backend, path, args.batch_size, **_backend_options(args))
 
     report = compare(
         models,

