@@ -5,8 +5,14 @@ samples (R1 reports pass@1 over 64). Score: the last \\boxed{} after </think> ag
 Oracle: "\\boxed{answer}" (the collected solutions do not all end in a parseable \\boxed{}).
 """
 
-from eval_harness.benchmarks.base import R1_GENERATION, Item, math_messages, number_text, read_rows
-from trace_gen.verify import extract_answer
+from eval_harness.benchmarks.base import (
+    R1_GENERATION,
+    Item,
+    math_answer,
+    math_messages,
+    number_text,
+    read_rows,
+)
 
 NAME = "aime24"
 KIND = "math"
@@ -24,8 +30,7 @@ def load(limit: int | None = None) -> list[Item]:
 
 
 def extract(completion: str) -> str | None:
-    found = extract_answer(completion, EXTRACTORS)
-    return found[0] if found else None
+    return math_answer(completion, EXTRACTORS)
 
 
 def oracle(item: Item) -> str:

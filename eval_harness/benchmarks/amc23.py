@@ -4,8 +4,14 @@ Data: amc23.jsonl (id, problem, answer, url); problems (c) MAA. Score: the last 
 </think> against `answer`. Oracle: "\\boxed{answer}" (the data has no solutions).
 """
 
-from eval_harness.benchmarks.base import R1_GENERATION, Item, math_messages, number_text, read_rows
-from trace_gen.verify import extract_answer
+from eval_harness.benchmarks.base import (
+    R1_GENERATION,
+    Item,
+    math_answer,
+    math_messages,
+    number_text,
+    read_rows,
+)
 
 NAME = "amc23"
 KIND = "math"
@@ -23,8 +29,7 @@ def load(limit: int | None = None) -> list[Item]:
 
 
 def extract(completion: str) -> str | None:
-    found = extract_answer(completion, EXTRACTORS)
-    return found[0] if found else None
+    return math_answer(completion, EXTRACTORS)
 
 
 def oracle(item: Item) -> str:

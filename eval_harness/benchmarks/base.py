@@ -9,6 +9,7 @@ GENERATION (default sampling settings; CLI flags override them), `load(limit) ->
 from dataclasses import dataclass
 
 from trace_gen.errors import UsageError
+from trace_gen.verify import extract_answer
 from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
 
 # DeepSeek-R1's evaluation recipe: the instruction goes in the user turn, no system prompt.
@@ -26,6 +27,12 @@ class Item:
 
 def math_messages(problem: str) -> tuple[dict, ...]:
     return ({"role": "user", "content": f"{problem}\n{R1_INSTRUCTION}"},)
+
+
+def math_answer(completion: str, extractors: tuple[str, ...]) -> str | None:
+    """What a math benchmark's `extract` returns: the first extractor's answer, or None."""
+    found = extract_answer(completion, extractors)
+    return found[0] if found else None
 
 
 def read_rows(file_name: str) -> list[dict]:

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval_harness.benchmarks import humaneval
-from eval_harness.benchmarks.base import R1_GENERATION, Item, math_messages, number_text
+from eval_harness.benchmarks.base import R1_GENERATION, Item, math_answer, math_messages, number_text
 from trace_gen.errors import UsageError
 from trace_gen.prompts import _load_rows
-from trace_gen.verify import extract_answer
 from trace_gen.verify.benchmarks import read_jsonl
 
 KINDS = ("math", "code")
@@ -106,8 +105,7 @@ class CustomBenchmark:
     def extract(self, completion: str) -> str | None:
         if self.kind == "code":
             return humaneval.extract(completion)
-        found = extract_answer(completion, self.extractors)
-        return found[0] if found else None
+        return math_answer(completion, self.extractors)
 
     def oracle(self, item: Item) -> str:
         if item.reference is not None:

@@ -5,8 +5,7 @@ Prompt: the question + the R1 instruction. Gold: N with commas removed. Score: t
 after </think> (or a "#### N" line) against N. Ids are "gsm8k-<row index>". Oracle: the solution.
 """
 
-from eval_harness.benchmarks.base import R1_GENERATION, Item, math_messages, read_rows
-from trace_gen.verify import extract_answer
+from eval_harness.benchmarks.base import R1_GENERATION, Item, math_answer, math_messages, read_rows
 
 NAME = "gsm8k"
 KIND = "math"
@@ -25,8 +24,7 @@ def load(limit: int | None = None) -> list[Item]:
 
 
 def extract(completion: str) -> str | None:
-    found = extract_answer(completion, EXTRACTORS)
-    return found[0] if found else None
+    return math_answer(completion, EXTRACTORS)
 
 
 def oracle(item: Item) -> str:

@@ -5,8 +5,7 @@ Prompt: the problem + the R1 instruction. Score: the last \\boxed{} after </thin
 with math-verify. Oracle: the reference `solution`.
 """
 
-from eval_harness.benchmarks.base import R1_GENERATION, Item, math_messages, read_rows
-from trace_gen.verify import extract_answer
+from eval_harness.benchmarks.base import R1_GENERATION, Item, math_answer, math_messages, read_rows
 
 NAME = "math500"
 KIND = "math"
@@ -24,8 +23,7 @@ def load(limit: int | None = None) -> list[Item]:
 
 
 def extract(completion: str) -> str | None:
-    found = extract_answer(completion, EXTRACTORS)
-    return found[0] if found else None
+    return math_answer(completion, EXTRACTORS)
 
 
 def oracle(item: Item) -> str:

@@ -4,10 +4,9 @@
 Generation defaults: greedy, 128 new tokens (the toy models answer in a few dozen tokens).
 """
 
-from eval_harness.benchmarks.base import Item
+from eval_harness.benchmarks.base import Item, math_answer
 from trace_gen.prompts import toy_prompts
 from trace_gen.toy.task import format_completion, split
-from trace_gen.verify import extract_answer
 
 NAME = "toy"
 KIND = "math"
@@ -25,8 +24,7 @@ def load(limit: int | None = None) -> list[Item]:
 
 
 def extract(completion: str) -> str | None:
-    found = extract_answer(completion, EXTRACTORS)
-    return found[0] if found else None
+    return math_answer(completion, EXTRACTORS)
 
 
 def oracle(item: Item) -> str:
