@@ -23,7 +23,7 @@ What is real and what is not
   of DeepSeek-R1-Distill-Qwen-1.5B's tokenizer.json / tokenizer_config.json.
 - Chat templates: the files in tests/data/real/ (provenance in its README.md); "qwen2.5-math" is derived
   from the Qwen2.5 one (only the default system prompt differs).
-- Models: random weights, tiny (hidden 64, 2 layers, 4 heads of 16, 2 KV heads, fp32) but with the real
+- Models: random weights, tiny (hidden 64, 2 layers, 2 heads of 32, 1 KV head, fp32) but with the real
   architecture class (`architectures` set, as vLLM needs) and real embedding rows: 151,936 (Qwen2.5-0.5B..3B,
   Qwen3-0.6B..4B; embeddings tied here) or 152,064 (Qwen2.5-7B+, R1-Distill-Qwen-7B+; untied here). More rows
   than tokens, as in the real checkpoints. config.json carries bos_token_id 151643 (as every Qwen-based
@@ -300,9 +300,9 @@ def _model_config(arch: str, family: str, vocab_size: int):
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,  # vLLM's CPU attention has no head_dim 16
         max_position_embeddings=2048,
         rope_theta=10_000.0,
         tie_word_embeddings=vocab_size == TIED_ROWS,

@@ -4,6 +4,7 @@ vendored templates are the ones TRL ships, and the tiny models load, have the re
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,25 @@ def test_bad_requests_name_the_problem():
         tiny_model_dir("gpt2", "qwen2.5")
     with pytest.raises(ValueError, match="vocab_size 1000 < the 151669 tokens of qwen3"):
         tiny_model_dir("qwen3", "qwen3", 1000)
+
+
+@pytest.mark.integration
+def test_vllm_serves_the_r1_shaped_teacher():
+    """vLLM (its venv only) loads the checkpoint, tokenises as the real tokenizer and prefills <think>."""
+    vllm = pytest.importorskip("vllm")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    llm = vllm.LLM(
+        model=str(tiny_model_dir("qwen2", "r1-distill", 152_064)),
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=256,
+        seed=0,
+    )
+    tok = llm.get_tokenizer()
+    for text, ids in reference_vectors():
+        assert tok.encode(text, add_special_tokens=False) == ids, text
+    params = vllm.SamplingParams(max_tokens=4, min_tokens=4, temperature=1.0, logprobs=5)
+    (out,) = llm.chat(USER, params)
+    assert out.prompt_token_ids[0] == 151646 and out.prompt_token_ids[-3:] == [151645, 151648, 198]
+    assert len(out.outputs[0].token_ids) == len(out.outputs[0].logprobs) == 4
+    assert all(t < 152_064 for t in out.outputs[0].token_ids)
