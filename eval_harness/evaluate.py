@@ -22,7 +22,6 @@ from eval_harness.metrics import summarise
 from trace_gen.backends.base import SamplingConfig
 from trace_gen.errors import UsageError
 from trace_gen.verify import MathVerifierPool, Verdict, check_humaneval_many
-from trace_gen.verify.math import no_answer_verdict
 
 CODE_WORKERS = 2  # sandboxed HumanEval programs run at once
 
@@ -41,14 +40,8 @@ def score(bench, items: list[Item], completions: list[str], pool: MathVerifierPo
     """{answer, verdict, reason} for each (item, completion) pair, in order."""
     answers = [bench.extract(c) for c in completions]
     if bench.KIND == "math":
-        futures = [
-            pool.submit_answer(a, item.gold) if a is not None else None
-            for item, a in zip(items, answers, strict=True)
-        ]
-        verdicts = [
-            f.result() if f is not None else no_answer_verdict(c, bench.EXTRACTORS)
-            for f, c in zip(futures, completions, strict=True)
-        ]
+        futures = [pool.submit(c, item.gold, bench.EXTRACTORS) for item, c in zip(items, completions, strict=True)]
+        verdicts = [f.result() for f in futures]
         return [
             {"answer": a, "verdict": v.verdict, "reason": v.reason}
             for a, v in zip(answers, verdicts, strict=True)

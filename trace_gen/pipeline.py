@@ -44,7 +44,7 @@ class RunSettings:
     dedup: str = "off"  # within-prompt dedup of kept samples: off | exact | near (MinHash)
     near_dup_threshold: float = 0.9
     decontaminate: bool = False  # skip prompts sharing a word 8-gram with a benchmark test set
-    benchmarks_dir: str | None = None  # default: ../shared/benchmarks
+    benchmarks_dir: str | None = None  # default: the sets shipped in trace_gen/verify/data
 
     def __post_init__(self):
         assert self.dedup in DEDUP_MODES, f"dedup must be one of {DEDUP_MODES}, got {self.dedup!r}"

@@ -15,8 +15,8 @@ import pyarrow as pa
 from trace_gen.backends.base import Sample
 from trace_gen.prompts import PromptRecord
 from trace_gen.verify import Verdict
+from trace_gen.verify.completion import split_think
 
-THINK_END = "</think>"
 LOGPROB_COLUMNS = {"token_ids": pa.int32(), "topk_ids": pa.int32(), "topk_logprobs": pa.float16()}
 _NUMPY = {"token_ids": np.int32, "topk_ids": np.int32, "topk_logprobs": np.float16}
 
@@ -40,18 +40,10 @@ SCHEMA = pa.schema(
 )
 
 
-def split_completion(completion: str) -> tuple[str, str]:
-    """(reasoning, answer): the text up to and including the last </think>, and what follows it."""
-    head, sep, tail = completion.rpartition(THINK_END)
-    if not sep:
-        return "", completion.strip()
-    return (head + sep).strip(), tail.strip()
-
-
 def trace_row(
     prompt: PromptRecord, sample_idx: int, sample: Sample, verdict: Verdict, teacher: str, sampling: dict
 ) -> dict:
-    reasoning, answer = split_completion(sample.text)
+    reasoning, answer = split_think(sample.text)
     return {
         "prompt_id": prompt.prompt_id,
         "sample_idx": sample_idx,

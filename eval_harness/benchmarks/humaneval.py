@@ -8,10 +8,8 @@ function in a ```python block. Extract: the last fenced block after </think> tha
 Oracle: the prompt + canonical solution in a ```python block.
 """
 
-import re
-
 from eval_harness.benchmarks.base import R1_GENERATION, Item, read_rows
-from trace_gen.verify.math import answer_part
+from trace_gen.verify.completion import extract_code
 
 NAME = "humaneval"
 KIND = "code"
@@ -21,7 +19,6 @@ INSTRUCTION = (
     "Complete the following Python function. Reason step by step, then give the complete function, "
     "with any imports it needs, in a single ```python code block."
 )
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
 def code_messages(code_prompt: str) -> tuple[dict, ...]:
@@ -40,11 +37,7 @@ def load(limit: int | None = None) -> list[Item]:
 
 def extract(completion: str) -> str | None:
     """The code of the answer part: the last fenced block with a `def`, else the last block, else None."""
-    blocks = _FENCE.findall(answer_part(completion))
-    if not blocks:
-        return None
-    with_def = [b for b in blocks if "def " in b]
-    return (with_def or blocks)[-1]
+    return extract_code(completion, prefer_def=True)
 
 
 def oracle(item: Item) -> str:

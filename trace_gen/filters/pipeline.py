@@ -41,7 +41,7 @@ class FilterConfig:
         default=0.9, metadata={"help": "MinHash Jaccard threshold within a prompt; None: exact only"}
     )
     decontaminate: bool = field(default=True, metadata={"help": "8-gram check against benchmarks"})
-    benchmarks_dir: str | None = field(default=None, metadata={"help": "default: ../shared/benchmarks"})
+    benchmarks_dir: str | None = field(default=None, metadata={"help": "default: the sets shipped in trace_gen/verify/data"})
     extra_contamination_sets: tuple[str, ...] = field(
         default=(), metadata={"help": "more JSONL files whose problem/question/prompt texts are test data"}
     )
