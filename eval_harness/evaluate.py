@@ -40,7 +40,9 @@ def score(bench, items: list[Item], completions: list[str], pool: MathVerifierPo
     """{answer, verdict, reason} for each (item, completion) pair, in order."""
     answers = [bench.extract(c) for c in completions]
     if bench.KIND == "math":
-        futures = [pool.submit(c, item.gold, bench.EXTRACTORS) for item, c in zip(items, completions, strict=True)]
+        futures = [
+            pool.submit(c, item.gold, bench.EXTRACTORS) for item, c in zip(items, completions, strict=True)
+        ]
         verdicts = [f.result() for f in futures]
         return [
             {"answer": a, "verdict": v.verdict, "reason": v.reason}

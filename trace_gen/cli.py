@@ -14,12 +14,14 @@ Usage:
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from trace_gen.backends import BACKENDS
 from trace_gen.errors import BackendError, UsageError
 from trace_gen.prompts import R1_INSTRUCTION, dataset_prompts, toy_prompts
+from trace_gen.verify.sandbox import ALLOW_UNISOLATED_ENV
 
 TOY_TEACHER = Path(__file__).resolve().parent / "toy" / "assets" / "teacher"  # see trace_gen.toy.build
 SUBCOMMANDS = ("merge", "filter")
@@ -55,6 +57,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tests-column", default=None, help="column of code tests (stdin/stdout or HumanEval): code verdicts"
+    )
+    p.add_argument(
+        "--allow-unisolated",
+        action="store_true",
+        help="run model code without namespace isolation where namespaces are unavailable (rlimits only; "
+        "at your own risk; same as DISTILL_ALLOW_UNISOLATED=1)",
     )
     p.add_argument("--system-prompt", default=None, help="optional system message")
     p.add_argument(
@@ -268,6 +276,10 @@ def generate(args: argparse.Namespace, backend=None) -> dict:
     """One run (one shard) into --out; `backend` is built from the flags unless given (Ray workers
     build theirs once and pass it for every shard they run)."""
     check_args(args)
+    if args.allow_unisolated:
+        os.environ[ALLOW_UNISOLATED_ENV] = (
+            "1"  # read by the code sandbox (also in Ray workers: they call this)
+        )
     if args.ray:
         from trace_gen.ray_mode import run_ray
 

@@ -2,11 +2,13 @@
 
 Flags mirror `trace_gen.filters.FilterConfig` fields (one flag per field, same defaults and help),
 so the filter run here and the one called from Python agree. Writes OUT/part-00000.parquet,
-OUT/rejected/part-00000.parquet and OUT/filter_report.json, and prints the report.
+OUT/rejected/part-00000.parquet and OUT/filter_report.json, and prints the report. Rows the code
+sandbox flagged are dropped (--no-drop-flagged keeps them); --audit also writes OUT/audit_report.json,
+where a sympy-free second opinion disagrees with the math verdicts (the rows a human should read first).
 
 Usage:
     python -m trace_gen filter runs/traces runs/traces-filtered --policy max_per_prompt --m 4 \\
-        --no-decontaminate
+        --no-decontaminate --audit
 """
 
 import argparse

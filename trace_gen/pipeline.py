@@ -25,6 +25,7 @@ from trace_gen.filters.format import format_problem
 from trace_gen.prompts import PromptRecord
 from trace_gen.records import trace_row
 from trace_gen.verify import MathVerifierPool, Verdict
+from trace_gen.verify.sandbox import require_sandbox
 from trace_gen.writer import TraceWriter
 
 DEDUP_MODES = ("off", "exact", "near")
@@ -153,6 +154,8 @@ def run(
     run_identity: dict,
 ) -> dict:
     """Generate until `settings.n` traces are kept or the shard's prompts run out; returns the stats."""
+    if any(p.tests for p in prompts):
+        require_sandbox()  # no namespaces (and no --allow-unisolated): one line, before anything is written
     writer = TraceWriter(out, run_identity, settings.keep_rejected)
     prompts = shard(prompts, settings.num_shards, settings.shard_index)
     skipper = _Skipper(prompts, backend, settings)

@@ -35,6 +35,7 @@ SCHEMA = pa.schema(
         ("gold", pa.string()),
         ("verdict", pa.string()),
         ("verdict_reason", pa.string()),
+        ("verdict_flags", pa.list_(pa.string())),  # what the code sandbox observed or blocked
         *((name, pa.list_(dtype)) for name, dtype in LOGPROB_COLUMNS.items()),
     ]
 )
@@ -58,6 +59,7 @@ def trace_row(
         "gold": prompt.gold,
         "verdict": verdict.verdict,
         "verdict_reason": verdict.reason,
+        "verdict_flags": list(verdict.flags),
         "token_ids": sample.token_ids,
         "topk_ids": sample.topk_ids,
         "topk_logprobs": sample.topk_logprobs,

@@ -17,6 +17,7 @@ from eval_harness.benchmarks.base import R1_GENERATION, Item, gold_of, math_answ
 from trace_gen.errors import UsageError
 from trace_gen.prompts import _load_rows
 from trace_gen.verify.benchmarks import read_jsonl
+from trace_gen.verify.sandbox import require_sandbox
 
 KINDS = ("math", "code")
 
@@ -96,6 +97,8 @@ class CustomBenchmark:
         return Item(item_id, humaneval.code_messages(code_prompt), gold, reference)
 
     def load(self, limit: int | None = None) -> list[Item]:
+        if self.kind == "code":
+            require_sandbox()  # scoring runs model code: refuse (one line) before generating, not after
         items = [self.prompt(row, i) for i, row in enumerate(self._rows()[:limit])]
         ids = [it.id for it in items]
         if len(set(ids)) != len(ids):

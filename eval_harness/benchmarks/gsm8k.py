@@ -18,7 +18,9 @@ EXTRACTORS = ("boxed", "gsm8k", "prose")
 
 def prompt(row: dict, index: int) -> Item:
     if "####" not in str(row.get("answer") or ""):
-        raise UsageError(f"{DATA_FILE} row {index + 1} has no gold answer (no '#### N' line); fix or drop that row")
+        raise UsageError(
+            f"{DATA_FILE} row {index + 1} has no gold answer (no '#### N' line); fix or drop that row"
+        )
     gold = normalise_answer(row["answer"].rsplit("####", 1)[1])
     return Item(f"gsm8k-{index}", math_messages(row["question"]), gold, row["answer"])
 

@@ -10,6 +10,7 @@ Oracle: the prompt + canonical solution in a ```python block.
 
 from eval_harness.benchmarks.base import R1_GENERATION, Item, read_rows
 from trace_gen.verify.completion import extract_code
+from trace_gen.verify.sandbox import require_sandbox
 
 NAME = "humaneval"
 KIND = "code"
@@ -32,6 +33,7 @@ def prompt(row: dict) -> Item:
 
 
 def load(limit: int | None = None) -> list[Item]:
+    require_sandbox()  # scoring runs model code: refuse (one line) before generating, not after
     return [prompt(row) for row in read_rows(DATA_FILE)[:limit]]
 
 

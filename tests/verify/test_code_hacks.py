@@ -89,7 +89,8 @@ TAMPERING = {
     "sys._getframe": ("    import sys\n    sys._getframe(1).f_locals\n" + WRONG, "read the call stack"),
     "inspect.stack": ("    import inspect\n    inspect.stack()\n" + WRONG, "read the call stack"),
     "tb_frame": (
-        "    try:\n        1 / 0\n    except ZeroDivisionError as e:\n        e.__traceback__.tb_frame.f_back\n" + WRONG,
+        "    try:\n        1 / 0\n    except ZeroDivisionError as e:\n        e.__traceback__.tb_frame.f_back\n"
+        + WRONG,
         "took a frame",
     ),
     "check.__code__ read": ("    globals()['check'].__code__.co_consts\n" + WRONG, "read the code of check"),
@@ -105,7 +106,10 @@ TAMPERING = {
         "    exec(compile('x = 1', '<distill-tests>', 'exec'))\n" + WRONG,
         "compiled code under the harness's file name",
     ),
-    "/proc/self/fd listed": ("    import os\n    os.listdir('/proc/self/fd')\n" + WRONG, "listed open descriptors"),
+    "/proc/self/fd listed": (
+        "    import os\n    os.listdir('/proc/self/fd')\n" + WRONG,
+        "listed open descriptors",
+    ),
 }
 
 
@@ -141,6 +145,32 @@ def test_always_equal_results_fail(name):
     assert v.verdict == "failed" and "returned a" in v.reason, v
 
 
+def test_the_harness_never_runs_model_code_while_it_is_not_watching():
+    """A metaclass property (run if the harness read the class's __mro__ the ordinary way) that walks
+    the stack to the harness's frame and writes PASS with its token: never called."""
+    forger = (
+        "    import os, sys\n"
+        "    class M(type):\n"
+        "        @property\n"
+        "        def __mro__(cls):\n"
+        "            f = sys._getframe(1)\n"
+        "            while f is not None:\n"
+        "                loc = f.f_locals\n"
+        "                if 'token_fd' in loc and 'report' in loc:\n"
+        "                    loc['report']('PASS ' + os.read(loc['token_fd'], 256).decode())\n"
+        "                    os._exit(0)\n"
+        "                f = f.f_back\n"
+        "            return (cls, object)\n"
+        "    class T(metaclass=M):\n"
+        "        def __eq__(s, o):\n            return True\n"
+        "        def __sub__(s, o):\n            return 0\n"
+        "        def __float__(s):\n            return 4.0\n"
+        "    return T()\n"
+    )
+    v = verdict(forger)
+    assert v.verdict == "failed" and "returned a add.<locals>.T whose __eq__ is its own" in v.reason, v
+
+
 def test_stealing_the_token_is_detected_when_the_harness_gets_control_back():
     forger = (
         "    import os\n"
@@ -173,14 +203,24 @@ def test_documented_residual_a_forger_that_exits_at_once():
 
 
 ATTEMPTS = {
-    "network": ("    import socket\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=1)\n"
-                "    except OSError:\n        pass\n", "network:connect"),
-    "write outside": ("    try:\n        open('/etc/distill-probe', 'w')\n    except OSError:\n        pass\n",
-                      "write_outside_workdir:/etc/distill-probe"),
-    "signal to another process": ("    import os, signal\n    try:\n        os.kill(1, signal.SIGKILL)\n"
-                                  "    except OSError:\n        pass\n", "signal:kill"),
-    "fork": ("    import os\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n",
-             "spawn:fork"),
+    "network": (
+        "    import socket\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=1)\n"
+        "    except OSError:\n        pass\n",
+        "network:connect",
+    ),
+    "write outside": (
+        "    try:\n        open('/etc/distill-probe', 'w')\n    except OSError:\n        pass\n",
+        "write_outside_workdir:/etc/distill-probe",
+    ),
+    "signal to another process": (
+        "    import os, signal\n    try:\n        os.kill(1, signal.SIGKILL)\n"
+        "    except OSError:\n        pass\n",
+        "signal:kill",
+    ),
+    "fork": (
+        "    import os\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n",
+        "spawn:fork",
+    ),
     "subprocess": ("    import subprocess\n    subprocess.run(['true'])\n", "spawn:Popen"),
 }
 
@@ -196,8 +236,13 @@ def test_attempted_attacks_are_flagged_even_when_the_tests_pass(name):
 def test_memory_and_output_caps_are_flagged():
     memory = verdict("    x = bytearray(1 << 40)\n" + RIGHT)
     assert memory.verdict == "crashed" and "memory_cap" in memory.flags, memory
-    output = check_humaneval(PROMPT, "    import sys\n    sys.stdout.write('x' * (4 << 20))\n" + RIGHT, TEST, "add",
-                             Limits(timeout_s=10, output_bytes=1 << 20, file_size_mb=2))
+    output = check_humaneval(
+        PROMPT,
+        "    import sys\n    sys.stdout.write('x' * (4 << 20))\n" + RIGHT,
+        TEST,
+        "add",
+        Limits(timeout_s=10, output_bytes=1 << 20, file_size_mb=2),
+    )
     assert output.verdict != "passed" and "output_cap" in output.flags, output
 
 

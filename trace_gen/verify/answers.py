@@ -50,7 +50,9 @@ _CONCLUSION_NUMBER = re.compile(
     rf"|equals?|=)\s*(?:\\\$|\$)?\s*({_NUM})"
 )
 _PROSE_WORDS = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}")
-_FUNCTION_WORDS = frozenset("sin cos tan cot sec csc log exp max min gcd lcm det mod".split())
+_FUNCTION_WORDS = frozenset(
+    ["sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "max", "min", "gcd", "lcm", "det", "mod"]
+)
 _MAX_TAIL = 120  # characters of prose allowed after the final math span
 
 
@@ -68,6 +70,22 @@ def _last_boxed_span(text: str) -> str | None:
                 return text[match.end() : j]
             j += 1
     return None
+
+
+def unwrap_boxes(text: str) -> str:
+    """text with every \\boxed{X} / \\fbox{X} replaced by X (box-free references for measurements)."""
+    while (match := re.search(r"\\(?:boxed|fbox)\s*\{", text)) is not None:
+        depth, j = 0, match.end() - 1
+        while j < len(text):
+            if text[j] == "\\":
+                j += 2
+                continue
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        text = text[: match.start()] + text[match.end() : j] + text[j + 1 :]
+    return text
 
 
 def extract_boxed(completion: str) -> str | None:
@@ -104,7 +122,9 @@ def extract_last_number(completion: str) -> str | None:
 def _prose_text(text: str) -> str:
     """The answer text without [asy] drawings, <<calculator>> notes, and with spaced bold digits joined."""
     text = _CALCULATOR.sub("", _ASY.sub("", text))
-    return re.sub(r"\\(?:mathbf|textbf|boldsymbol)\s*\{([\d\s]+)\}", lambda m: "".join(m.group(1).split()), text)
+    return re.sub(
+        r"\\(?:mathbf|textbf|boldsymbol)\s*\{([\d\s]+)\}", lambda m: "".join(m.group(1).split()), text
+    )
 
 
 def _last_row(math: str) -> str:
@@ -143,7 +163,11 @@ def _rhs(math: str) -> str:
     if not cuts:
         return last.strip()
     rhs = last[cuts[-1].end() :].strip()
-    if len(cuts) == 1 and (rhs.rstrip(".") == "0" or _has_variable(rhs)) and _has_variable(last[: cuts[0].start()]):
+    if (
+        len(cuts) == 1
+        and (rhs.rstrip(".") == "0" or _has_variable(rhs))
+        and _has_variable(last[: cuts[0].start()])
+    ):
         return last.strip()
     return rhs
 
@@ -160,7 +184,11 @@ def _is_math(m: re.Match) -> bool:
         return False
     if m.group(0).startswith("$") and not m.group(0).startswith("$$"):  # "$" is also a currency sign
         body = re.sub(r"\\(?:begin|end)\{\w+\*?\}|\\text\{[^}]*\}|\\[A-Za-z]+", " ", span)
-        words = [w for w in re.findall(r"[A-Za-z]{3,}", body) if w.lower() not in _FUNCTION_WORDS and not w.isupper()]
+        words = [
+            w
+            for w in re.findall(r"[A-Za-z]{3,}", body)
+            if w.lower() not in _FUNCTION_WORDS and not w.isupper()
+        ]
         return len(span) <= 400 and len(words) < 2 and not re.search(r"[=+\-*/]\s*$", span)
     return not _PROSE_WORDS.search(re.sub(r"\\text\{[^}]*\}", "", span))
 
@@ -229,7 +257,9 @@ def _final_sentence(text: str) -> str | None:
         return solved.group(1).replace(",", "")
     matches = list(_CONCLUSION_NUMBER.finditer(sentence))
     if matches:
-        tup = next((t for t in _TUPLE.finditer(sentence) if t.start() <= matches[-1].start(1) < t.end()), None)
+        tup = next(
+            (t for t in _TUPLE.finditer(sentence) if t.start() <= matches[-1].start(1) < t.end()), None
+        )
         return tup.group(0) if tup else matches[-1].group(1).replace(",", "")
     return _last_number(sentence)
 
@@ -298,7 +328,9 @@ def normalise_answer(text: str) -> str:
     if unit:
         text = unit.group(1)
     text = _LEADING_VAR.sub("", text, count=1)
-    text = re.sub(r"\\(?:mathbf|textbf|boldsymbol)\s*\{([\d\s]+)\}", lambda m: "".join(m.group(1).split()), text)
+    text = re.sub(
+        r"\\(?:mathbf|textbf|boldsymbol)\s*\{([\d\s]+)\}", lambda m: "".join(m.group(1).split()), text
+    )
     text = re.sub(r"(\d)\.(?=$|[/)\],}\s])", r"\1", text)  # "1." -> "1" (also "-1./3" -> "-1/3")
     if _THOUSANDS.match(text.replace(" ", "")):
         text = text.replace(",", "")

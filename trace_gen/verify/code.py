@@ -39,12 +39,18 @@ def _last_exception(stderr: str) -> str | None:
     return None
 
 
-def verdict_from_run(result: RunResult, expected_stdout: str | None = None, in_process_tests: bool = False) -> Verdict:
+def verdict_from_run(
+    result: RunResult, expected_stdout: str | None = None, in_process_tests: bool = False
+) -> Verdict:
     """Label one sandboxed run. With `in_process_tests` (HumanEval) only the harness's token passes;
     with `expected_stdout`, a clean exit must also print it."""
     verdict = _label(result, expected_stdout, in_process_tests)
     flags = _flags(result, verdict)
-    reason = verdict.reason if result.isolation == "namespaces" else f"UNISOLATED (no namespaces): {verdict.reason}"
+    reason = (
+        verdict.reason
+        if result.isolation == "namespaces"
+        else f"UNISOLATED (no namespaces): {verdict.reason}"
+    )
     return Verdict(verdict.verdict, reason, flags)
 
 

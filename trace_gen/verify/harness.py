@@ -54,10 +54,24 @@ SETUP_FAILED_EXIT = 97
 HARNESS_FILE, TESTS_FILE, PROGRAM_FILE = "<distill-harness>", "<distill-tests>", "main.py"
 PROTECTED_FILES = (HARNESS_FILE, TESTS_FILE)
 # imported before the model's code, so rebinding one of their attributes is detectable afterwards
-SNAPSHOT_MODULES = (
-    "math cmath re string collections itertools functools operator heapq bisect copy fractions decimal "
-    "random hashlib typing"
-).split()
+SNAPSHOT_MODULES = [
+    "math",
+    "cmath",
+    "re",
+    "string",
+    "collections",
+    "itertools",
+    "functools",
+    "operator",
+    "heapq",
+    "bisect",
+    "copy",
+    "fractions",
+    "decimal",
+    "random",
+    "hashlib",
+    "typing",
+]
 BLOCKED = {
     "sys.settrace": "set a trace function",
     "sys.setprofile": "set a profile function",
@@ -116,11 +130,12 @@ def set_up(argv: list[str]) -> tuple[str, dict, int, int]:
         libc = ctypes.CDLL(None, use_errno=True)
         if mode == "namespaces":
             for d in ("/tmp", "/var/tmp", "/dev/shm"):
-                if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, b"size=%dm,mode=1777" % fsize_mb):
-                    fail("mount %s: errno %d" % (d, ctypes.get_errno()))
+                options = f"size={fsize_mb}m,mode=1777".encode()
+                if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, options):
+                    fail(f"mount {d}: errno {ctypes.get_errno()}")
             for d in hide:  # MS_RDONLY
                 if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", 1, b"size=1m,mode=755"):
-                    fail("mount %s: errno %d" % (d, ctypes.get_errno()))
+                    fail(f"mount {d}: errno {ctypes.get_errno()}")
         pid = os.fork()
     except Exception as e:
         fail(repr(e))
@@ -166,11 +181,17 @@ def main() -> None:
     import builtins
     import types
 
-    write, read, exit_now, get_ident = os.write, os.read, os._exit, _thread.get_ident
+    # Everything the harness calls after the model's code started is captured here, before it: the
+    # model can rebind module attributes (sys._getframe, types.ModuleType, ...) but not these locals,
+    # and the harness's own builtins are a private copy (see sandbox._BOOT).
+    write, read, exit_now, get_ident, getframe = os.write, os.read, os._exit, _thread.get_ident, sys._getframe
+    function_type, module_type, code_type = types.FunctionType, types.ModuleType, types.CodeType
+    modules, stdout, stderr = sys.modules, sys.__stdout__, sys.__stderr__
     busy = Quiet(get_ident)  # threads whose audit events are the harness's own, not the model's
     seen: set[str] = set()
     tampered: list[str] = []
     stdlib = os.path.dirname(os.__file__) + "/"
+    stack_apis = (stdlib + "inspect.py", stdlib + "traceback.py")
     private_fds = {str(token_fd), str(report_fd)}
 
     def report(line: str) -> None:
@@ -195,8 +216,8 @@ def main() -> None:
         return name not in PROTECTED_FILES and not (name.startswith(stdlib) and "site-packages" not in name)
 
     def originator(frame):
-        """The frame that asked: the caller, or who called inspect/traceback."""
-        while frame is not None and frame.f_code.co_filename in (stdlib + "inspect.py", stdlib + "traceback.py"):
+        """The frame that asked: the caller, or whoever called inspect/traceback."""
+        while frame is not None and frame.f_code.co_filename in stack_apis:
             frame = frame.f_back
         return frame
 
@@ -207,16 +228,40 @@ def main() -> None:
             return False
         return not (path == run_dir or path.startswith(run_dir + "/") or path.startswith("/dev/null"))
 
+    def frame_taken_by_model(event: str, args: tuple) -> str | None:
+        """For frame and code accesses: what the model took from the tests or the harness, or None."""
+        caller = getframe(2)  # 0: this function, 1: the hook, 2: the code that raised the event
+        asker = originator(caller)
+        by_model = asker is not None and is_model(asker.f_code)
+        if event == "sys._getframe":
+            via_stack_api = caller.f_code.co_filename in stack_apis
+            return "read the call stack" if by_model and (asker is caller or via_stack_api) else None
+        obj, name = args
+        if name == "__code__" and type(obj) is function_type:
+            return (
+                f"read the code of {obj.__qualname__}"
+                if obj.__code__.co_filename in PROTECTED_FILES
+                else None
+            )
+        if name in FRAME_ATTRS:
+            target = getattr(obj, name)  # obj is a traceback, generator or coroutine (audited C members)
+            protected = target is not None and target.f_code.co_filename in PROTECTED_FILES
+            if by_model and (asker is caller or protected):
+                return "took a frame of the tests or the harness"
+        return None
+
     def hook(event: str, args: tuple) -> None:
         if busy.active():
             return
         if event == "open":
             path, mode, flags = args
-            if isinstance(path, int) or any(f"/fd/{n}" in os.fsdecode(path) for n in private_fds):
-                if str(path) in private_fds or not isinstance(path, int):
+            if type(path) is int or any(f"/fd/{n}" in os.fsdecode(path) for n in private_fds):
+                if str(path) in private_fds or type(path) is not int:
                     tamper("opened the harness's descriptors")
                 return
-            writing = (mode and any(c in mode for c in "wax+")) or (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            writing = (mode and any(c in mode for c in "wax+")) or (flags or 0) & (
+                os.O_WRONLY | os.O_RDWR | os.O_CREAT
+            )
             if writing and outside(path):
                 flag("write_outside_workdir", os.fsdecode(path)[:80])
         elif event in FILE_CHANGES:
@@ -232,110 +277,63 @@ def main() -> None:
             tamper(BLOCKED[event])
         elif event.startswith("ctypes."):
             tamper("used ctypes")
-        elif event in ("os.listdir", "os.scandir") and isinstance(args[0], str | bytes):
+        elif event in ("os.listdir", "os.scandir") and type(args[0]) in (str, bytes):
             if "/fd" in os.fsdecode(args[0]):
                 tamper("listed open descriptors")
         elif event == "compile" and args[1] in PROTECTED_FILES:
             tamper("compiled code under the harness's file name")
         elif event == "object.__setattr__" and args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
-            if isinstance(args[0], types.FunctionType):
+            if type(args[0]) is function_type:
+                new_code = args[2] if args[1] == "__code__" and type(args[2]) is code_type else None
                 busy.on()
                 try:
-                    target = args[0].__code__.co_filename
+                    protected = args[0].__code__.co_filename in PROTECTED_FILES or (
+                        new_code is not None and new_code.co_filename in PROTECTED_FILES
+                    )
                 finally:
                     busy.off()
-                if target in PROTECTED_FILES or (args[1] == "__code__" and args[2].co_filename in PROTECTED_FILES):
+                if protected:
                     tamper(f"replaced {args[1]} of {args[0].__qualname__}")
         elif event in ("object.__getattr__", "sys._getframe"):
             busy.on()
             try:
-                caller = sys._getframe(1)
-                if event == "sys._getframe":
-                    asker = originator(caller)
-                    via_stack_api = caller.f_code.co_filename in (stdlib + "inspect.py", stdlib + "traceback.py")
-                    if asker is None or not is_model(asker.f_code) or not (asker is caller or via_stack_api):
-                        return
-                    what = "read the call stack (frames of the tests or the harness)"
-                else:
-                    obj, name = args
-                    if name == "__code__" and isinstance(obj, types.FunctionType):
-                        if obj.__code__.co_filename not in PROTECTED_FILES:
-                            return
-                        what = f"read the code of {obj.__qualname__}"
-                    elif name in FRAME_ATTRS:
-                        target = getattr(obj, name)
-                        asker = originator(caller)
-                        protected = target is not None and target.f_code.co_filename in PROTECTED_FILES
-                        if not protected and not (asker is caller and is_model(caller.f_code)):
-                            return
-                        what = "took a frame of the tests or the harness"
-                    else:
-                        return
+                what = frame_taken_by_model(event, args)
             finally:
                 busy.off()
-            tamper(what)
+            if what:
+                tamper(what)
 
     sys.dont_write_bytecode = True  # imports must not write .pyc files outside the run directory
     for name in SNAPSHOT_MODULES:
         __import__(name)
-    module_snapshot = {name: (sys.modules[name], dict(vars(sys.modules[name]))) for name in SNAPSHOT_MODULES}
+    module_snapshot = {name: (modules[name], dict(vars(modules[name]))) for name in SNAPSHOT_MODULES}
     builtins_snapshot = dict(vars(builtins))
-    main_module = types.ModuleType("__main__")  # the model's module; the harness's own is not reachable
+    main_module = module_type("__main__")  # the model's module; the harness's own is not reachable
     main_module.__file__ = PROGRAM_FILE
     main_module.__builtins__ = builtins
     g = vars(main_module)
-    sys.modules["__main__"] = main_module
+    modules["__main__"] = main_module
     sys.argv = [PROGRAM_FILE]
     sys.path.insert(0, "")
     program = compile(job["program"], PROGRAM_FILE, "exec")
     del job["program"]
+    test_names = test_globals(job["test"], code_type) if job["mode"] == "humaneval" else set()
     sys.addaudithook(hook)
     if job["mode"] == "program":
         exec(program, g)
         return
 
     def audit_state() -> None:
-        verify_state(g, job, module_snapshot, builtins_snapshot, busy, tamper)
-
-    run_tests(job, g, program, busy, tampered, report, tamper, exit_now, read, token_fd, audit_state)
-    audit_state()
-    busy.on()
-    if tampered:
-        report("RESULT failed tampered with the test harness: " + tampered[0])
-        exit_now(1)
-    for stream in (sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    try:
-        token = read(token_fd, 256).decode()
-    except OSError:
-        token = ""
-    if not token:  # the pipe was emptied or closed: the program took the token first
-        report("TAMPER read the harness's token")
-        report("RESULT failed tampered with the test harness: read the harness's token")
-        exit_now(1)
-    report("PASS " + token)
-    exit_now(0)
-
-
-def run_tests(job, g, program, busy, tampered, report, tamper, exit_now, read, token_fd, audit_state) -> None:
-    """Define the model's code and the tests, call check(entry_point); return only when it returned."""
-    import traceback
-
-    def finish(verdict: str, reason: str, exc: BaseException | None) -> None:
         busy.on()
-        if exc is not None and not isinstance(exc, SystemExit | KeyboardInterrupt):
+        verify_state(g, job, module_snapshot, builtins_snapshot, test_names, modules, module_type, tamper)
+
+    def finish(verdict: str, reason: str) -> None:
+        busy.on()
+        for stream in (stdout, stderr):
             try:
-                traceback.print_exception(exc)
-            except Exception:
-                pass
-        try:
-            sys.__stdout__.flush()
-            sys.__stderr__.flush()
-        except Exception:
-            pass
+                stream.flush()
+            except Exception:  # the model may have closed them
+                continue
         if "test_names" in job:
             audit_state()  # name the tampering behind a failure too
         try:  # the token is still there unless the program took it (to write a PASS line itself)
@@ -348,72 +346,104 @@ def run_tests(job, g, program, busy, tampered, report, tamper, exit_now, read, t
         report(f"RESULT {verdict} {reason}")
         exit_now(1)
 
-    def outcome(exc: BaseException, stage: str) -> None:
-        if isinstance(exc, SystemExit | KeyboardInterrupt | GeneratorExit):
-            finish("failed", f"exited before the tests finished ({type(exc).__name__} {stage})", exc)
-        if isinstance(exc, AssertionError):
-            finish("failed", "assertion failed", exc)
-        if isinstance(exc, MemoryError):
-            report("FLAG memory_cap")
-            finish("crashed", "memory limit exceeded", exc)
-        if isinstance(exc, RecursionError):
-            finish("crashed", "raised RecursionError", exc)
-        finish("crashed", f"raised {type(exc).__name__} {stage}", exc)
+    inspect_value = value_inspector(busy, tamper, function_type)
+    run_tests(job, g, program, busy, tamper, finish, inspect_value)
+    audit_state()
+    if tampered:
+        finish("failed", "")
+    for stream in (stdout, stderr):
+        try:
+            stream.flush()
+        except Exception:
+            continue
+    try:
+        token = read(token_fd, 256).decode()
+    except OSError:
+        token = ""
+    if not token:  # the pipe was emptied or closed: the program took the token first
+        report("TAMPER read the harness's token")
+        report("RESULT failed tampered with the test harness: read the harness's token")
+        exit_now(1)
+    report("PASS " + token)
+    exit_now(0)
 
+
+def outcome(exc: BaseException, stage: str) -> tuple[str, str]:
+    """(verdict, reason) of an exception out of the model's code or the tests. Only the exception's
+    type is looked at (its __str__, __class__ or attributes could run the model's code)."""
+    kind = type(exc)
+    name = type.__dict__["__name__"].__get__(kind)
+    if issubclass(kind, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+        return "failed", f"exited before the tests finished ({name} {stage})"
+    if issubclass(kind, AssertionError):
+        return "failed", "assertion failed"
+    if issubclass(kind, MemoryError):
+        return "crashed", "memory limit exceeded"
+    return "crashed", f"raised {name} {stage}"
+
+
+def run_tests(job, g, program, busy, tamper, finish, inspect_value) -> None:
+    """Define the model's code and the tests, call check(entry_point); return only when it returned."""
     try:
         exec(program, g)
-    except BaseException as exc:  # noqa: BLE001 - every way out of the model's code is a verdict
-        outcome(exc, "while defining the solution")
+    except BaseException as exc:  # every way out of the model's code is a verdict
+        finish(*outcome(exc, "while defining the solution"))
     busy.on()
     before, absent = dict(g), object()
     try:
         exec(compile(job["test"], TESTS_FILE, "exec"), g)
         check, candidate = g.get("check"), g.get(job["entry_point"])
-    except BaseException as exc:  # noqa: BLE001
-        outcome(exc, "while defining the tests")
+    except BaseException as exc:
+        finish(*outcome(exc, "while defining the tests"))
     job["test_names"] = {k: v for k, v in g.items() if before.get(k, absent) is not v}
-    if check is None or getattr(getattr(check, "__code__", None), "co_filename", None) != TESTS_FILE:
+    if type(check) is not type(run_tests) or check.__code__.co_filename != TESTS_FILE:
         tamper("check is not the tests' own function", block=False)
-        finish("failed", "tampered with the test harness: " + tampered[0], None)
+        finish("failed", "")
     if candidate is None:
-        finish("failed", f"the solution does not define {job['entry_point']}", None)
-    inspect_value = value_inspector(busy, tamper)
+        finish("failed", f"the solution does not define {job['entry_point']}")
 
     def entry(*args, **kwargs):
         result = candidate(*args, **kwargs)
         inspect_value(result)
         return result
 
-    entry.__name__ = entry.__qualname__ = getattr(candidate, "__name__", job["entry_point"])
-    entry.__doc__ = getattr(candidate, "__doc__", None)
     busy.off()
     try:
         check(entry)
-    except BaseException as exc:  # noqa: BLE001
-        outcome(exc, "during the tests")
+    except BaseException as exc:
+        finish(*outcome(exc, "during the tests"))
     busy.on()
 
 
-def value_inspector(busy, tamper):
-    """A function that reports a returned value whose class rigs comparison or truth (always-equal)."""
-    import types
+def value_inspector(busy, tamper, function_type):
+    """A function that reports a returned value whose class rigs comparison or truth (always-equal).
+
+    Reads classes only through type's own descriptors: a metaclass property of the model's must not
+    run while the harness inspects."""
+    mro_of, name_of = type.__dict__["__mro__"].__get__, type.__dict__["__qualname__"].__get__
+    dict_of = type.__dict__["__dict__"].__get__
+    wrappers = (staticmethod, classmethod)
+    c_slots = (type(object.__eq__), type(str.join), type(type.__dict__["__name__"]))
 
     def rigged(klass) -> str | None:
-        for base in klass.__mro__:
-            if base.__module__ == "builtins":
+        for base in mro_of(klass):
+            namespace = dict_of(base)
+            module = namespace.get("__module__")
+            if module is None or module == "builtins":
                 continue
-            if base.__module__.startswith("unittest.mock"):
-                return f"returned a {base.__qualname__} (unittest.mock), which equals anything"
+            if type(module) is str and module.startswith("unittest.mock"):
+                return f"returned a {name_of(base)} (unittest.mock), which equals anything"
             for name in RIGGABLE:
-                attr = vars(base).get(name)
+                attr = namespace.get(name)
                 if attr is None:
                     continue
-                attr = getattr(attr, "__func__", attr)  # staticmethod / classmethod
-                if isinstance(attr, types.FunctionType):
+                if type(attr) in wrappers:
+                    attr = attr.__func__
+                if type(attr) is function_type:
                     if attr.__code__.co_filename in (PROGRAM_FILE, "<string>"):
-                        return f"returned a {base.__qualname__} whose {name} is its own"
-                elif type(attr).__name__ not in ("wrapper_descriptor", "method_descriptor", "getset_descriptor"):
-                    return f"returned a {base.__qualname__} whose {name} is a {type(attr).__name__}"
+                        return f"returned a {name_of(base)} whose {name} is its own"
+                elif type(attr) not in c_slots:
+                    return f"returned a {name_of(base)} whose {name} is a {name_of(type(attr))}"
         return None
 
     def inspect_value(value) -> None:
@@ -429,13 +459,10 @@ def value_inspector(busy, tamper):
                     continue
                 if kind in (list, tuple, set, frozenset):
                     stack.extend(item)
-                    continue
-                if kind is dict:
+                elif kind is dict:
                     stack.extend(item.keys())
                     stack.extend(item.values())
-                    continue
-                why = rigged(kind)
-                if why:
+                elif why := rigged(kind):
                     tamper(why, block=False)
                     return
         finally:
@@ -445,45 +472,45 @@ def value_inspector(busy, tamper):
     return inspect_value
 
 
-def verify_state(g, job, module_snapshot, builtins_snapshot, busy, tamper) -> None:
+def verify_state(
+    g, job, module_snapshot, builtins_snapshot, test_names, modules, module_type, tamper
+) -> None:
     """After check returned: the builtins, the snapshotted modules and the tests' own names unchanged."""
-    import builtins
-    import types
-
-    busy.on()
+    real_builtins = builtins_snapshot[
+        "__build_class__"
+    ].__self__  # not `import builtins`: sys.modules is the model's
+    builtins_dict = real_builtins.__dict__
     for name, value in builtins_snapshot.items():
-        if vars(builtins).get(name) is not value:
+        if builtins_dict.get(name) is not value:
             tamper(f"rebound builtins.{name}", block=False)
     for module, (original, snapshot) in module_snapshot.items():
-        if sys.modules.get(module) is not original:
+        if modules.get(module) is not original:
             tamper(f"replaced module {module} in sys.modules", block=False)
             continue
-        current = vars(original)
+        current = original.__dict__
         for name, value in snapshot.items():
             if current.get(name) is not value:
                 tamper(f"rebound {module}.{name}", block=False)
-    if not any(g.get("__builtins__") is b for b in (builtins, vars(builtins))):
+    if not any(g.get("__builtins__") is b for b in (real_builtins, builtins_dict)):
         tamper("replaced __builtins__ of the solution's module", block=False)
-    for name, value in job["test_names"].items():
+    for name, value in job.get("test_names", {}).items():
         if g.get(name) is not value:
             tamper(f"rebound {name} of the tests", block=False)
-    for name in test_globals(job):
+    for name in test_names:
         value = g.get(name)
-        if name in builtins_snapshot and name in g and name not in job["test_names"]:
+        if name in builtins_snapshot and name in g and name not in job.get("test_names", {}):
             tamper(f"shadowed builtin {name}, which the tests use", block=False)
-        if isinstance(value, types.ModuleType) and sys.modules.get(value.__name__) is not value:
+        if type(value) is module_type and modules.get(value.__dict__.get("__name__")) is not value:
             tamper(f"replaced module {name}, which the tests use", block=False)
 
 
-def test_globals(job) -> set[str]:
+def test_globals(test: str, code_type) -> set[str]:
     """Global names the test code reads (its code objects' co_names, recursively)."""
-    import types
-
-    names, stack = set(), [compile(job["test"], TESTS_FILE, "exec")]
+    names, stack = set(), [compile(test, TESTS_FILE, "exec")]
     while stack:
         code = stack.pop()
         names.update(code.co_names)
-        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        stack.extend(c for c in code.co_consts if type(c) is code_type)
     return names
 
 

@@ -28,15 +28,43 @@ from sympy import Basic, FiniteSet, Interval, Tuple, Union
 from sympy.matrices import MatrixBase
 
 from trace_gen.verify.answers import extract_answer, no_answer_reason, normalise_answer, plain_text
+from trace_gen.verify.completion import answer_part
 from trace_gen.verify.verdict import Verdict
 
 _PARSE_CONFIGS = (LatexExtractionConfig(), ExprExtractionConfig())
 _INTEGER = re.compile(r"[-+]?\d+")
 _MATH_WORDS = frozenset(
-    "sin cos tan cot sec csc log ln exp max min gcd lcm det mod sqrt arcsin arccos arctan sinh cosh "
-    "tanh inf sup lim and or".split()
+    [
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "log",
+        "ln",
+        "exp",
+        "max",
+        "min",
+        "gcd",
+        "lcm",
+        "det",
+        "mod",
+        "sqrt",
+        "arcsin",
+        "arccos",
+        "arctan",
+        "sinh",
+        "cosh",
+        "tanh",
+        "inf",
+        "sup",
+        "lim",
+        "and",
+        "or",
+    ]
 )
-_RELATIONS = frozenset("le ge leq geq ne neq lt gt approx equiv sim".split())
+_RELATIONS = frozenset(["le", "ge", "leq", "geq", "ne", "neq", "lt", "gt", "approx", "equiv", "sim"])
 _OPEN, _CLOSE = "([{", ")]}"
 
 
@@ -187,3 +215,10 @@ def verify_extracted(answer: str, gold: str, extractor: str = "boxed", fast_path
     if extractor == "boxed":
         return verdict
     return Verdict(verdict.verdict, f"{verdict.reason} (extracted by {extractor})", verdict.flags)
+
+
+def verify_whole_text(completion: str, gold: str) -> bool:
+    """math-verify alone: its own extraction from the whole answer part against the gold (the baseline
+    the prose extractor chain is measured against in tests and bench/verify.py). Run it in a pool."""
+    answer = parse(answer_part(completion), parsing_timeout=None)
+    return bool(answer) and verify(parse(f"${gold}$", parsing_timeout=None), answer, timeout_seconds=None)

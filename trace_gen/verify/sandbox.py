@@ -49,7 +49,12 @@ SETUP_FAILED_EXIT = 97  # the harness's exit code when the sandbox itself could 
 _UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--net", "--mount", "--mount-proc"]
 _SCRUBBED_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 _HARNESS = (Path(__file__).resolve().parent / "harness.py").read_text(encoding="utf-8")
-_BOOT = f"exec(compile({_HARNESS!r}, '<distill-harness>', 'exec'))"
+# the harness runs with a private copy of the builtins, so rebinding builtins.X cannot reach its code
+_BOOT = (
+    "import builtins\n"
+    f"exec(compile({_HARNESS!r}, '<distill-harness>', 'exec'), "
+    "{'__name__': '__main__', '__builtins__': dict(vars(builtins))})"
+)
 ALLOW_UNISOLATED_ENV = "DISTILL_ALLOW_UNISOLATED"
 
 
@@ -115,7 +120,9 @@ def _hidden_dirs(python: str) -> list[str]:
     )
 
 
-def _command(python: str, mode: str, run_dir: str, uid: int, limits: Limits, fds: tuple[int, ...]) -> list[str]:
+def _command(
+    python: str, mode: str, run_dir: str, uid: int, limits: Limits, fds: tuple[int, ...]
+) -> list[str]:
     size_mb = max(limits.file_size_mb, -(-limits.output_bytes // (1 << 20)))
     argv = [python, "-I", "-c", _BOOT, run_dir, str(uid), str(limits.cpu_s), str(limits.memory_mb)]
     argv += [str(size_mb), str(limits.nproc), mode, *map(str, fds)]
@@ -237,7 +244,15 @@ def _execute(job: dict, stdin: str, limits: Limits, python: str, mode: str) -> R
         elapsed = time.monotonic() - start
         truncated = trunc_out or trunc_err
         return RunResult(
-            code, stdout, stderr, timed_out, truncated, mode, elapsed, setup_error, **_parse_report(report, token)
+            code,
+            stdout,
+            stderr,
+            timed_out,
+            truncated,
+            mode,
+            elapsed,
+            setup_error,
+            **_parse_report(report, token),
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
