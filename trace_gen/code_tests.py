@@ -28,7 +28,8 @@ def code_verdict(completion: str, tests_json: str) -> Verdict:
     tests = json.loads(tests_json)
     cases = stdio_cases(tests)
     humaneval = isinstance(tests, dict) and "test" in tests
-    program = extract_code(completion, tests.get("entry_point") or True if humaneval else False)
+    prefer_def = (tests.get("entry_point") or True) if humaneval else False
+    program = extract_code(completion, prefer_def)
     if program is None:
         return Verdict("unverifiable", "no fenced code block after </think>")
     if cases is not None:

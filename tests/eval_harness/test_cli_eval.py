@@ -158,9 +158,7 @@ def test_custom_math_jsonl_with_field_mapping(tmp_path, capsys):
 
 
 def test_custom_code_jsonl_oracle_and_missing_file(tmp_path, capsys):
-    src = benchmarks_dir() / "humaneval.jsonl.gz"
-    if not src.exists():
-        pytest.skip(f"shared benchmarks not in {benchmarks_dir()}")
+    src = benchmarks_dir() / "humaneval.jsonl.gz"  # shipped in the package: missing is a failure
     with gzip.open(src, "rt") as f:
         rows = [json.loads(line) for line in f][:3]
     data = _write_jsonl(

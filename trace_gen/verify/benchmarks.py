@@ -63,7 +63,14 @@ def _from_hub(file_name: str, path: Path) -> list[dict]:
     try:
         return list(datasets.load_dataset(hub_id, config, split=split))
     except Exception as err:  # offline, unknown id, no permission: one line either way
+        why = f"{type(err).__name__}: {str(err).splitlines()[0][:150]}" if str(err) else type(err).__name__
+        if path.is_file():
+            raise UsageError(
+                f"could not load benchmark {hub_id} ({split}) from the hub ({why}); "
+                f"unset DISTILL_BENCHMARKS_SOURCE to use {path}"
+            ) from err
         raise UsageError(
-            f"could not load benchmark {hub_id} ({split}) from the hub ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:150]}); unset DISTILL_BENCHMARKS_SOURCE to use {path}"
+            f"benchmark data not found: {path} is missing and {hub_id} could not be loaded from the hub "
+            f"({why}); restore the file (it ships in trace_gen/verify/data/) or point DISTILL_BENCHMARKS_DIR "
+            f"at a copy"
         ) from err
