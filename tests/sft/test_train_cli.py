@@ -8,12 +8,13 @@ import torch
 from safetensors.torch import load_file
 
 from sft.cli import main
+from sft.config import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.integration
 
 
 def run(toy, out, *extra, traces=None):
-    argv = ["run", "--model_name_or_path", str(toy.student), "--traces", str(traces or toy.traces),
+    argv = ["run", "--config", str(DEFAULT_CONFIG), "--model_name_or_path", str(toy.student), "--traces", str(traces or toy.traces),
             "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
             "--learning_rate", "1e-2", "--logging_steps", "1", "--lint_samples", "4", "--disable_tqdm", "true",
             *extra]  # fmt: skip
@@ -67,7 +68,7 @@ def test_resume_from_checkpoint(toy, tmp_path):
 
 def test_lint_only_writes_nothing(toy, tmp_path, capsys):
     out = tmp_path / "lint"
-    assert main(["run", "--model_name_or_path", str(toy.student), "--traces", str(toy.traces),
+    assert main(["run", "--config", str(DEFAULT_CONFIG), "--model_name_or_path", str(toy.student), "--traces", str(toy.traces),
                  "--output_dir", str(out), "--lint_only", "true"]) == 0  # fmt: skip
     assert "-> ok" in capsys.readouterr().out and not out.exists()
 
