@@ -27,7 +27,9 @@ from jinja2 import TemplateError
 
 from sft.errors import UsageError
 from sft.templates import (
+    REFERENCE_ANSWER,
     SHIPPED_DIR,
+    SYNTHETIC_PROMPTS,
     closest_trl_template,
     describe,
     eval_prompt_ids,
@@ -114,6 +116,10 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun} is" if count == 1 else f"{count} {noun}s are"
+
+
 def _esc(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
@@ -181,7 +187,14 @@ def check_row(tokenizer, messages: list[dict], train_template: str, eval_templat
             Finding("nothing_trained", "error", "no token is trained (the template marks no assistant turn)")
         ], row
     prompt = messages[:last]
-    h = _common_prefix(_render(tokenizer, prompt, train_template), ids)  # end of the history
+    history = _render(tokenizer, prompt, train_template)
+    h = _common_prefix(history, ids)  # end of the history
+    if h < len(history) and mask[h]:
+        what = (
+            "the end of the prompt and the start of the assistant turn merge into one trained token (the template's "
+            "markers are not tokens of this tokenizer)"
+        )
+        return [Finding("prompt_trained", "error", what, _marked(tokenizer, ids, h, h + 1))], row
     f_train = _common_prefix(_render(tokenizer, prompt, train_template, add_generation_prompt=True), ids)
     eval_ids = eval_prompt_ids(tokenizer, prompt, eval_template)
     earlier = [k for k in range(last) if messages[k]["role"] == "assistant"]
@@ -226,19 +239,19 @@ def check_row(tokenizer, messages: list[dict], train_template: str, eval_templat
     stray = [i for i in range(h) if mask[i] and i not in allowed]
     if stray:
         what = (
-            f"{len(stray)} prompt tokens are trained on (the loss mask reaches outside the assistant turns)"
+            f"{_n(len(stray), 'prompt token')} trained on (the loss mask reaches outside the assistant turns)"
         )
         return [
             Finding("prompt_trained", "error", what, _marked(tokenizer, ids, stray[0], stray[-1] + 1))
         ], row
     in_earlier = sum(mask[i] for i in allowed if i < h)
     if in_earlier:
-        what = f"{len(earlier)} earlier assistant turns are trained too ({in_earlier} tokens): SFTTrainer trains every assistant turn"
+        what = f"{_n(len(earlier), 'earlier assistant turn')} trained too ({in_earlier} tokens): SFTTrainer trains every assistant turn"
         findings.append(Finding("earlier_turns", "info", what))
     header = [i for i in range(h, f_train) if mask[i]]
     if header:
         what = (
-            f"{len(header)} tokens of the generation prompt are trained ({tokenizer.decode([ids[i] for i in header])!r}): "
+            f"{_n(len(header), 'token')} of the generation prompt trained ({tokenizer.decode([ids[i] for i in header])!r}): "
             "evaluation supplies them, so this is harmless"
         )
         findings.append(Finding("header_trained", "info", what))
@@ -310,9 +323,11 @@ def _check_end(tokenizer, ids, mask, f, trained) -> list[Finding]:
         return [Finding("eos_untrained", "error", what, where)]
     what = f"the assistant turn does not end with the tokenizer's eos {eos!r}"
     foreign = re.findall(r"<[|｜][^<>]*[|｜]>", tokenizer.decode(ids[f:]))
-    unknown = sorted({t for t in foreign if t not in tokenizer.get_vocab()})
+    unknown = sorted(
+        {t for t in foreign if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)}
+    )
     if unknown:
-        what += f" and {', '.join(map(repr, unknown))} are not tokens of this tokenizer: the template is another family's"
+        what += f"; {', '.join(map(repr, unknown))}: not a token of this tokenizer (the template is another family's)"
     return [Finding("no_eos", "error", what, where)]
 
 
@@ -326,22 +341,29 @@ def sample_rows(dataset: Dataset, n: int) -> list[int]:
 
 
 def check_rows(
-    tokenizer, rows: list[list[dict]], train_template, eval_template, report: LintReport | None = None
+    tokenizer, rows: dict, train_template, eval_template, report: LintReport | None = None, errors_only=False
 ):
-    """Check conversations; returns (report, token lengths)."""
+    """Check conversations {label: messages}; returns (report, token lengths of the rows)."""
     report = report or LintReport()
     lengths = []
-    for i, messages in enumerate(rows):
+    for label, messages in rows.items():
         try:
             findings, row = check_row(tokenizer, messages, train_template, eval_template)
         except (TemplateError, TypeError, ValueError) as err:
             findings, row = [Finding("render_error", "error", f"the template fails on this row: {err}")], {}
         lengths.append(len(row.get("input_ids", ())))
-        if i == 0:
+        if label == 0:
             report.first_row = row
         for finding in findings:
-            report.add(i, finding)
+            if finding.level == "error" or not errors_only:
+                report.add(label, finding)
     return report, lengths
+
+
+def reference_rows() -> dict:
+    """Well-formed reasoning conversations, checked beside the data: a failure here is the template's."""
+    answer = {"role": "assistant", "content": REFERENCE_ANSWER}
+    return {f"reference {i + 1}": [*prompt, answer] for i, prompt in enumerate(SYNTHETIC_PROMPTS)}
 
 
 def lint(
@@ -353,7 +375,8 @@ def lint(
     stock_template: str | None = None,
     n_samples: int = 64,
 ) -> LintReport:
-    """Check `n_samples` rows of `dataset` (`messages` or `text` column) rendered as SFTTrainer will.
+    """Check `n_samples` rows of `dataset` (`messages` or `text` column), and two reference conversations,
+    rendered as SFTTrainer will.
 
     `tokenizer`: after apply_trainer_settings; `stock_template`: its chat template before (the model's own).
     """
@@ -362,21 +385,22 @@ def lint(
     sample = dataset.select(picked)
     if "messages" not in sample.column_names:  # plain language-modelling text: every token is trained on
         report.header = f"{len(sample)} of {len(dataset)} text rows"
-        _truncation(report, [len(tokenizer(t)["input_ids"]) for t in sample["text"]], max_length)
+        _truncation(report, [len(tokenizer(t)["input_ids"]) for t in sample["text"]], max_length, picked)
         return report
-    rows = [list(messages) for messages in sample["messages"]]  # as SFTTrainer passes them (None fields kept)
+    # as SFTTrainer passes them (None fields kept), labelled with their row number in the dataset
+    rows = {i: list(messages) for i, messages in zip(picked, sample["messages"], strict=True)}
     report.header = f"{len(rows)} of {len(dataset)} rows; tokenizer eos {tokenizer.eos_token!r}"
     if not assistant_only_loss:
         what = "assistant_only_loss is off: every prompt token is trained on"
-        report.add(0, Finding("loss_on_prompt", "error", what))
+        report.add(picked[0], Finding("loss_on_prompt", "error", what))
         report.fix = "--assistant_only_loss true"
         return report
     if tokenizer.chat_template is None:
-        report.add(0, Finding("no_template", "error", "the tokenizer has no chat template"))
+        report.add("reference 1", Finding("no_template", "error", "the tokenizer has no chat template"))
         report.fix = _fix(tokenizer, rows, stock_template, report) or _advice(tokenizer)
         return report
     report.train_template = training_template(tokenizer, assistant_only_loss)
-    report.saved_template = saved_template(tokenizer, stock_template, probe_prompts(rows))
+    report.saved_template = saved_template(tokenizer, stock_template, probe_prompts(list(rows.values())))
     report.lines.append(
         f"training template: {describe(report.train_template, tokenizer.chat_template)}; saved with the student "
         f"(renders prompts at evaluation): {describe(report.saved_template, stock_template)}"
@@ -386,23 +410,24 @@ def lint(
             "the chat template has no {% generation %} markers and TRL ships no training version of it, so "
             "SFTTrainer cannot mask the prompt (it would raise)"
         )
-        report.add(0, Finding("no_training_template", "error", what))
+        report.add("reference 1", Finding("no_training_template", "error", what))
     else:
+        check_rows(tokenizer, reference_rows(), report.train_template, report.saved_template, report, True)
         _, lengths = check_rows(tokenizer, rows, report.train_template, report.saved_template, report)
-        bad = {r for f, rs in report.of_level("error") for r in rs}
+        bad = {r for f, rs in report.of_level("error") for r in rs if r in rows}
         report.lines.append(
             f"mask: {len(rows) - len(bad)}/{len(rows)} rows train exactly the reasoning, the answer and "
             f"{tokenizer.eos_token!r}, and start with the eval prompt"
         )
-        _truncation(report, lengths, max_length)
+        _truncation(report, lengths, max_length, picked)
     if report.errors:
         report.fix = _fix(tokenizer, rows, stock_template, report) or _advice(tokenizer)
     return report
 
 
-def _truncation(report: LintReport, lengths: list[int], max_length: int | None) -> None:
+def _truncation(report: LintReport, lengths: list[int], max_length: int | None, labels: list[int]) -> None:
     if not lengths:
-        report.add(0, Finding("no_rows", "error", "no rows to lint"))
+        report.add("-", Finding("no_rows", "error", "no rows to lint"))
         return
     over = sum(n > (max_length or float("inf")) for n in lengths)
     report.lines.append(
@@ -420,6 +445,7 @@ def _truncation(report: LintReport, lengths: list[int], max_length: int | None) 
 
 OPEN_TAG_KINDS = {"think_open_missing", "think_open_missing_prefill"}
 NO_REASONING_KINDS = {"no_reasoning_prefill", "no_reasoning_empty_think"}
+DATA_KINDS = OPEN_TAG_KINDS | NO_REASONING_KINDS  # problems of the rows, not of the template
 OPEN_TAG_FIX = "prepend '<think>\\n' to each assistant content that lacks it (trace_gen stores it), or regenerate the traces"
 NO_REASONING_FIX = (
     "the rows carry no reasoning: regenerate the traces with it in the assistant content ('<think>\\n…</think>"
@@ -427,48 +453,60 @@ NO_REASONING_FIX = (
 )
 
 
-def _error_kinds(tokenizer, rows, stock) -> set[str]:
+def _errors(tokenizer, rows: dict, stock) -> LintReport:
     train = training_template(tokenizer, True)
     if train is None:
-        return {"no_training_template"}
-    saved = saved_template(tokenizer, stock, probe_prompts(rows))
-    report, _ = check_rows(tokenizer, rows, train, saved)
+        report = LintReport()
+        report.add("reference 1", Finding("no_training_template", "error", ""))
+        return report
+    saved = saved_template(tokenizer, stock, probe_prompts(list(rows.values())))
+    return check_rows(tokenizer, rows, train, saved)[0]
+
+
+def _kinds(report: LintReport) -> set[str]:
     return {f.kind for f, _ in report.of_level("error")}
 
 
-def _data_fix(tokenizer, rows, stock, kinds: set[str]) -> str | None:
-    """The data change that clears the data problems in `kinds` (checked, for a missing '<think>'), or None."""
+def _opened(rows: dict) -> dict:
+    """The rows with '<think>\\n' prepended where the reasoning has no opening tag."""
+    return {
+        k: [*m[:-1], {**m[-1], "content": "<think>\n" + m[-1]["content"]}] if _lacks_open_tag(m[-1]) else m
+        for k, m in rows.items()
+    }
+
+
+def _data_fix(tokenizer, rows: dict, stock, kinds: set[str]) -> str | None:
+    """The change to the rows that clears the data problems in `kinds` (checked, for a missing '<think>')."""
     if kinds & NO_REASONING_KINDS:
         return NO_REASONING_FIX
-    opened = [
-        [*m[:-1], {**m[-1], "content": "<think>\n" + m[-1]["content"]}] if _lacks_open_tag(m[-1]) else m
-        for m in rows
-    ]
-    return OPEN_TAG_FIX if not _error_kinds(tokenizer, opened, stock) else None
+    return OPEN_TAG_FIX if not _errors(tokenizer, _opened(rows), stock).errors else None
 
 
-def _fix(tokenizer, rows, stock, report: LintReport) -> str:
-    """The first candidate (data change, dropping --chat_template_path, --eos_token, a shipped training template)
-    under which the failing rows and a few others pass; '' if none does."""
-    failing = sorted({r for f, rs in report.of_level("error") for r in rs})
-    probe = [rows[i] for i in failing[:FIX_ROWS]] + [m for i, m in enumerate(rows) if i not in failing][
-        :FIX_ROWS
-    ]
-    kinds = {f.kind for f, _ in report.of_level("error")}
-    if kinds <= OPEN_TAG_KINDS | NO_REASONING_KINDS:
+def _fix(tokenizer, rows: dict, stock, report: LintReport) -> str:
+    """A fix under which the reference conversations and the failing rows (and a few others) pass; '' if none.
+
+    The reference conversations pass: only the rows are wrong, so the fix is a data change. Otherwise the
+    template (or eos) is: try dropping --chat_template_path, --eos_token, and each shipped training template
+    that renders the same prompts as the model's own, most similar first; a data change may follow.
+    """
+    failing = [r for r in dict.fromkeys(r for f, rs in report.of_level("error") for r in rs) if r in rows]
+    probe = {**reference_rows(), **{r: rows[r] for r in failing[:FIX_ROWS]}}
+    probe.update({r: m for r, m in rows.items() if r not in failing and len(probe) < 2 + 2 * FIX_ROWS})
+    kinds = _kinds(report)
+    if kinds <= DATA_KINDS:
         return _data_fix(tokenizer, probe, stock, kinds) or ""
-    eos = _end_token(report)
+    eos = _end_token(report) or _end_token(_errors(tokenizer, _opened(probe), stock))
+    reference = stock if stock is not None else tokenizer.chat_template
     candidates = []  # (flags, template or None to keep the current one, eos or None to keep it)
     if stock is not None and tokenizer.chat_template != stock:
         candidates.append(("drop --chat_template_path (the model's own template passes)", stock, None))
     if eos:
         candidates.append((f"--eos_token '{eos}'", None, eos))
-    reference = stock if stock is not None else tokenizer.chat_template
     for path in shipped_templates(like=reference):
         flag = f"--chat_template_path {path.relative_to(SHIPPED_DIR.parents[1])}"
         text = path.read_text(encoding="utf-8")
         candidates += [(flag, text, None)] + ([(f"{flag} --eos_token '{eos}'", text, eos)] if eos else [])
-    prompts = probe_prompts(probe)
+    prompts = probe_prompts(list(probe.values()))
     for flags, template, new_eos in candidates:
         if (
             template is not None
@@ -477,10 +515,10 @@ def _fix(tokenizer, rows, stock, report: LintReport) -> str:
         ):
             continue  # a training template must not change the prompts the student is evaluated with
         with _trying(tokenizer, template, new_eos):
-            left = _error_kinds(tokenizer, probe, stock)
+            left = _kinds(_errors(tokenizer, probe, stock))
             if not left:
                 return flags
-            if left <= OPEN_TAG_KINDS | NO_REASONING_KINDS:
+            if left <= DATA_KINDS:
                 then = _data_fix(tokenizer, probe, stock, left)
                 if then:
                     return f"{flags}, then {then}"

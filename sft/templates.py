@@ -78,7 +78,9 @@ def eval_prompt_ids(tokenizer, messages: list[dict], template: str) -> list[int]
     )
 
 
-# prompts two templates must render alike to count as "the same prompts", beside each row's own
+# prompts two templates must render alike to count as "the same prompts", beside each row's own; with
+# REFERENCE_ANSWER they are also the lint's reference conversations
+REFERENCE_ANSWER = "<think>\nTwo plus three is five.\n</think>\n\nThe answer is 5."
 SYNTHETIC_PROMPTS = [
     [{"role": "user", "content": "What is 2 + 3?"}],
     [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is 2 + 3?"}],
