@@ -116,10 +116,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun} is" if count == 1 else f"{count} {noun}s are"
-
-
 def _esc(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
@@ -239,19 +235,19 @@ def check_row(tokenizer, messages: list[dict], train_template: str, eval_templat
     stray = [i for i in range(h) if mask[i] and i not in allowed]
     if stray:
         what = (
-            f"{_n(len(stray), 'prompt token')} trained on (the loss mask reaches outside the assistant turns)"
+            f"prompt tokens are trained on ({len(stray)}: the loss mask reaches outside the assistant turns)"
         )
         return [
             Finding("prompt_trained", "error", what, _marked(tokenizer, ids, stray[0], stray[-1] + 1))
         ], row
     in_earlier = sum(mask[i] for i in allowed if i < h)
     if in_earlier:
-        what = f"{_n(len(earlier), 'earlier assistant turn')} trained too ({in_earlier} tokens): SFTTrainer trains every assistant turn"
+        what = f"earlier assistant turns are trained too ({len(earlier)}, {in_earlier} tokens): SFTTrainer trains every assistant turn"
         findings.append(Finding("earlier_turns", "info", what))
     header = [i for i in range(h, f_train) if mask[i]]
     if header:
         what = (
-            f"{_n(len(header), 'token')} of the generation prompt trained ({tokenizer.decode([ids[i] for i in header])!r}): "
+            f"tokens of the generation prompt are trained ({tokenizer.decode([ids[i] for i in header])!r}): "
             "evaluation supplies them, so this is harmless"
         )
         findings.append(Finding("header_trained", "info", what))
@@ -561,10 +557,13 @@ def _advice(tokenizer) -> str:
 
 
 def check_kd_pair(student_config, teacher_config, student_tokenizer, teacher_tokenizer) -> None:
-    """Token-level KD compares the two distributions id by id: one tokenizer, the same number of rows."""
+    """Token-level KD compares the two distributions id by id: every token of the smaller tokenizer must have
+    the same id in the larger one (Qwen2.5 and Qwen3 qualify; R1-Distill-Qwen does not), and both models the
+    same number of embedding rows."""
     s_rows = student_config.get_text_config().vocab_size
     t_rows = teacher_config.get_text_config().vocab_size
-    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+    small, large = sorted((student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()), key=len)
+    if any(large.get(token) != i for token, i in small.items()):
         raise UsageError(
             f"student and teacher tokenizers differ (student {len(student_tokenizer):,} tokens, {s_rows:,} "
             f"embedding rows; teacher {len(teacher_tokenizer):,} tokens, {t_rows:,} rows): token-level KD needs "
@@ -572,8 +571,7 @@ def check_kd_pair(student_config, teacher_config, student_tokenizer, teacher_tok
         )
     if s_rows != t_rows:
         raise UsageError(
-            f"student and teacher share a tokenizer ({len(student_tokenizer):,} tokens) but not the embedding size "
-            f"(student {s_rows:,} rows, teacher {t_rows:,}): online KD compares full rows; use --kd_source offline "
-            "with the teacher's top-k traces (ids fit both), or a teacher with "
-            f"{s_rows:,} rows"
+            f"student and teacher share a tokenizer but not the embedding size (student {s_rows:,} rows, teacher "
+            f"{t_rows:,}): online KD compares whole rows; use --kd_source offline with the teacher's top-k traces "
+            f"(token ids fit both), or a teacher with {s_rows:,} rows"
         )
