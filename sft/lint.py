@@ -30,6 +30,7 @@ from sft.templates import (
     REFERENCE_ANSWER,
     SHIPPED_DIR,
     SYNTHETIC_PROMPTS,
+    TRL_DIR,
     closest_trl_template,
     describe,
     eval_prompt_ids,
@@ -61,6 +62,7 @@ class LintReport:
     lines: list[str] = field(default_factory=list)
     findings: dict[str, tuple[Finding, list[int]]] = field(default_factory=dict)  # kind -> (first, rows)
     fix: str = ""
+    closest: str = ""  # the stock template TRL ships that is most like the failing one, and how they differ
     train_template: str | None = None  # renders the training rows
     saved_template: str | None = None  # saved with the student; renders prompts at evaluation
     first_row: dict | None = None  # input_ids and labels of the first linted row, untruncated
@@ -92,6 +94,7 @@ class LintReport:
                     out += [f"      {line}" for line in finding.where.splitlines()]
         if self.errors:
             out.append(f"  fix: {self.fix}")
+            out += [f"  {line}" for line in self.closest.splitlines()]
         out.append(f"  -> {'FAIL' if self.errors else 'ok'}")
         return "\n".join(out)
 
@@ -130,19 +133,33 @@ def _marked(tokenizer, ids: list[int], start: int, end: int) -> str:
     return f"rendered: …{_esc(before)}⟦{_esc(inside)}⟧{_esc(after)}…"
 
 
+def _text_diff(labels: tuple[str, str], a: str, b: str, c: int | None = None, note: str = "") -> str:
+    """Two rendered texts around their first differing character `c` (found if None), a caret under it."""
+    if c is None:
+        c = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    lo = max(0, c - CONTEXT)
+    lead = "…" if lo else ""
+    width = max(len(label) for label in labels) + 2
+    first, second = (f"{label}:".ljust(width) for label in labels)
+    caret = " " * (width + len(lead) + len(_esc(a[lo:c])))
+    return (
+        f"{first}{lead}{_esc(a[lo : c + CONTEXT])}\n{second}{lead}{_esc(b[lo : c + CONTEXT])}\n"
+        f"{caret}^ first difference{note}"
+    )
+
+
 def _divergence(tokenizer, train_ids: list[int], eval_ids: list[int], j: int) -> str:
     """Training row vs eval prompt, a caret under the first character that differs."""
     train, prompt = tokenizer.decode(train_ids), tokenizer.decode(eval_ids)
-    c = next((i for i, (x, y) in enumerate(zip(train, prompt, strict=False)) if x != y), None)
-    note = ""
-    if c is None:  # same text, different tokens: a merge across the prompt/answer boundary
-        c = len(tokenizer.decode(eval_ids[:j]))
-        note = " (same text, tokenized differently)"
-    lo = max(0, c - CONTEXT)
-    a, b = _esc(train[lo : c + CONTEXT]), _esc(prompt[lo : c + CONTEXT])
-    caret = " " * len(_esc(train[lo:c]))
-    lead = "…" if lo else ""
-    return f"train: {lead}{a}\neval:  {lead}{b}\n       {' ' * len(lead)}{caret}^ first difference{note}"
+    if train.startswith(prompt):  # same text, different tokens: a merge across the prompt/answer boundary
+        return _text_diff(
+            ("train", "eval"),
+            train,
+            prompt,
+            len(tokenizer.decode(eval_ids[:j])),
+            " (same text, tokenized differently)",
+        )
+    return _text_diff(("train", "eval"), train, prompt)
 
 
 def _reasoning(message: dict) -> tuple[str, str, bool]:
@@ -418,6 +435,8 @@ def lint(
         _truncation(report, lengths, max_length, picked)
     if report.errors:
         report.fix = _fix(tokenizer, rows, stock_template, report) or _advice(tokenizer)
+        if not _kinds(report) <= DATA_KINDS:
+            report.closest = _closest(tokenizer)
     return report
 
 
@@ -540,19 +559,38 @@ def _end_token(report: LintReport) -> str | None:
     return re.search(r"ends with '([^']+)'", entry[0].what).group(1) if entry else None
 
 
-def _advice(tokenizer) -> str:
-    """No candidate passed: what to change, with the closest template TRL ships as a starting point."""
+def _closest(tokenizer) -> str:
+    """The stock template TRL ships that is most like the tokenizer's, and where their renders first differ."""
     name, ratio = closest_trl_template(tokenizer.chat_template or "")
     training = trl_training_version(name)
-    known = f"closest template TRL ships: {name} ({ratio:.0%} alike" + (
-        f"; its training version: trl/chat_templates/{training})"
+    line = f"closest template TRL ships: {name} ({ratio:.1%} alike; " + (
+        f"its training version: trl/chat_templates/{training})"
         if training
-        else "; TRL has no training version)"
+        else "TRL has no training version)"
     )
+    conversation = reference_rows()["reference 1"]
+    trl = (TRL_DIR / name).read_text(encoding="utf-8")
+    for messages, gen in ((conversation, False), (conversation[:-1], True)):  # the turn, then the prompt
+        try:
+            ours, theirs = (
+                tokenizer.apply_chat_template(
+                    messages, chat_template=t, tokenize=False, add_generation_prompt=gen
+                )
+                for t in (tokenizer.chat_template, trl)
+            )
+        except (TemplateError, TypeError, ValueError):
+            return line
+        if ours != theirs:
+            return f"{line}; rendered, they first differ here:\n" + _text_diff(("yours", name), ours, theirs)
+    return f"{line}; it renders the reference conversation and prompt identically"
+
+
+def _advice(tokenizer) -> str:
+    """No candidate passed: what to change, with the closest template TRL ships as a starting point."""
     return (
         "write a training version of the template that renders the same prompts and wraps each assistant turn's "
         "content and end-of-turn token in {% generation %}...{% endgeneration %}, and pass it with "
-        f"--chat_template_path FILE (examples in {SHIPPED_DIR.relative_to(SHIPPED_DIR.parents[1])}/); {known}"
+        f"--chat_template_path FILE (examples in {SHIPPED_DIR.relative_to(SHIPPED_DIR.parents[1])}/)"
     )
 
 

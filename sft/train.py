@@ -13,6 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import pyarrow.compute as pc
 import torch
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -123,6 +124,20 @@ def check_settings(args: DistillArguments, training_args: SFTConfig) -> None:
         )
 
 
+def check_topk_ids(dataset, student_config) -> None:
+    """The teacher's stored top-k ids index the student's logits: they must be below its embedding rows (a
+    152,064-row teacher's top-k from a trained model lie in the 151,665 shared tokens; padding rows may not)."""
+    if "topk_ids" not in dataset.column_names:
+        return  # prepare_offline_kd names the missing columns
+    rows = student_config.get_text_config().vocab_size
+    top = pc.max(pc.list_flatten(dataset.data.column("topk_ids"))).as_py()
+    if top is not None and top >= rows:
+        raise UsageError(
+            f"the traces' teacher top-k hold token id {top:,} but the student has {rows:,} embedding rows: "
+            "regenerate them with a teacher of the student's vocabulary, or use --kd_source none"
+        )
+
+
 def run_lint(args, training_args, tokenizer, stock_template, dataset) -> LintReport:
     report = lint(
         tokenizer,
@@ -188,6 +203,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
 
     trainer_kwargs, summary = {}, {}
     if args.kd_source == "offline":
+        check_topk_ids(dataset, AutoConfig.from_pretrained(model_args.model_name_or_path))
         dataset, stats = prepare_offline_kd(dataset, tokenizer, training_args.max_length, train_template)
         print(format_alignment(stats), flush=True)
         summary["offline_alignment"] = {k: v for k, v in stats.items() if k != "examples"}

@@ -242,8 +242,11 @@ def test_error_block_names_the_closest_trl_template(tokenizers):
             tok, dataset, assistant_only_loss=True, max_length=4096, stock_template=tok.chat_template
         )
     assert {f.kind for f, _ in report.of_level("error")} == {TEMPLATE}, report.format()
-    assert "closest template TRL ships: qwen2_5.jinja" in report.fix
-    assert "trl/chat_templates/qwen2_5_training.jinja" in report.fix
+    assert report.fix.startswith("write a training version of the template")
+    assert "closest template TRL ships: qwen2_5.jinja" in report.closest
+    assert "trl/chat_templates/qwen2_5_training.jinja" in report.closest
+    assert "^ first difference" in report.closest  # the two templates' renders, side by side
+    assert report.closest.splitlines()[-3].strip().startswith("yours:")
 
 
 def test_train_eval_divergence_is_shown_with_a_caret(tokenizers, template_files):
