@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 from jinja2 import TemplateError
 
-from sft.errors import UsageError
 from sft.templates import (
     REFERENCE_ANSWER,
     SHIPPED_DIR,
@@ -592,24 +591,3 @@ def _advice(tokenizer) -> str:
         "content and end-of-turn token in {% generation %}...{% endgeneration %}, and pass it with "
         f"--chat_template_path FILE (examples in {SHIPPED_DIR.relative_to(SHIPPED_DIR.parents[1])}/)"
     )
-
-
-def check_kd_pair(student_config, teacher_config, student_tokenizer, teacher_tokenizer) -> None:
-    """Token-level KD compares the two distributions id by id: every token of the smaller tokenizer must have
-    the same id in the larger one (Qwen2.5 and Qwen3 qualify; R1-Distill-Qwen does not), and both models the
-    same number of embedding rows."""
-    s_rows = student_config.get_text_config().vocab_size
-    t_rows = teacher_config.get_text_config().vocab_size
-    small, large = sorted((student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()), key=len)
-    if any(large.get(token) != i for token, i in small.items()):
-        raise UsageError(
-            f"student and teacher tokenizers differ (student {len(student_tokenizer):,} tokens, {s_rows:,} "
-            f"embedding rows; teacher {len(teacher_tokenizer):,} tokens, {t_rows:,} rows): token-level KD needs "
-            "one tokenizer; train on the teacher's traces with --kd_source none, or use a teacher of the student's family"
-        )
-    if s_rows != t_rows:
-        raise UsageError(
-            f"student and teacher share a tokenizer but not the embedding size (student {s_rows:,} rows, teacher "
-            f"{t_rows:,}): online KD compares whole rows; use --kd_source offline with the teacher's top-k traces "
-            f"(token ids fit both), or a teacher with {s_rows:,} rows"
-        )

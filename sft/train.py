@@ -25,7 +25,7 @@ from sft.data import load_traces
 from sft.errors import UsageError
 from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd
 from sft.kd_trainer import DistillSFTTrainer
-from sft.lint import LintReport, check_kd_pair, lint
+from sft.lint import LintReport, lint
 from sft.provenance import write_run_info
 from sft.templates import (
     apply_trainer_settings,
@@ -124,6 +124,27 @@ def check_settings(args: DistillArguments, training_args: SFTConfig) -> None:
         )
 
 
+def check_kd_pair(student_config, teacher_config, student_tokenizer, teacher_tokenizer) -> None:
+    """Token-level KD compares the two distributions id by id: every token of the smaller tokenizer must have
+    the same id in the larger one (Qwen2.5 and Qwen3 qualify; R1-Distill-Qwen does not), and both models the
+    same number of embedding rows."""
+    s_rows = student_config.get_text_config().vocab_size
+    t_rows = teacher_config.get_text_config().vocab_size
+    small, large = sorted((student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()), key=len)
+    if any(large.get(token) != i for token, i in small.items()):
+        raise UsageError(
+            f"student and teacher tokenizers differ (student {len(student_tokenizer):,} tokens, {s_rows:,} "
+            f"embedding rows; teacher {len(teacher_tokenizer):,} tokens, {t_rows:,} rows): token-level KD needs "
+            "one tokenizer; train on the teacher's traces with --kd_source none, or use a teacher of the student's family"
+        )
+    if s_rows != t_rows:
+        raise UsageError(
+            f"student and teacher share a tokenizer but not the embedding size (student {s_rows:,} rows, teacher "
+            f"{t_rows:,}): online KD compares whole rows; use --kd_source offline with the teacher's top-k traces "
+            f"(token ids fit both), or a teacher with {s_rows:,} rows"
+        )
+
+
 def check_topk_ids(dataset, student_config) -> None:
     """The teacher's stored top-k ids index the student's logits: they must be below its embedding rows (a
     152,064-row teacher's top-k from a trained model lie in the 151,665 shared tokens; padding rows may not)."""
@@ -190,6 +211,8 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
             tokenizer,
             AutoTokenizer.from_pretrained(args.teacher_model_name_or_path),
         )
+    if args.kd_source == "offline":
+        check_topk_ids(dataset, AutoConfig.from_pretrained(model_args.model_name_or_path))
     report = (
         run_lint(args, training_args, tokenizer, stock_template, dataset)
         if args.lint or args.lint_only
@@ -203,14 +226,12 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
 
     trainer_kwargs, summary = {}, {}
     if args.kd_source == "offline":
-        check_topk_ids(dataset, AutoConfig.from_pretrained(model_args.model_name_or_path))
         dataset, stats = prepare_offline_kd(dataset, tokenizer, training_args.max_length, train_template)
         print(format_alignment(stats), flush=True)
         summary["offline_alignment"] = {k: v for k, v in stats.items() if k != "examples"}
         training_args.remove_unused_columns = False  # keep the top-k columns for the collator
-        training_args.assistant_only_loss = (
-            False  # rows come tokenized, labels already masked to the assistant
-        )
+        # rows come tokenized, labels already masked to the assistant
+        training_args.assistant_only_loss = False
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         base = DataCollatorForLanguageModeling(
             pad_token_id=pad_id,
