@@ -392,7 +392,7 @@ def lint(
 
     `tokenizer`: after apply_trainer_settings; `stock_template`: its chat template before (the model's own).
     """
-    report = LintReport()
+    report = LintReport(saved_template=tokenizer.chat_template)  # refined below for conversations
     picked = sample_rows(dataset, n_samples)
     sample = dataset.select(picked)
     if "messages" not in sample.column_names:  # plain language-modelling text: every token is trained on

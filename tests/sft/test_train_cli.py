@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from sft.cli import main
 from sft.config import DEFAULT_CONFIG
@@ -102,3 +103,14 @@ def test_offline_kd_padding_free_and_out_of_range_topk(toy, tmp_path, capsys):
     assert (
         len(err) == 1 and "token id 1,000,000 but the student has" in err[0] and not (tmp_path / "o").exists()
     )
+
+
+def test_plain_text_rows_keep_the_chat_template(toy, tmp_path):
+    """Language-modelling rows (the toy base model's pre-training): the saved tokenizer keeps its template."""
+    texts = write_traces(
+        tmp_path / "texts", [{"text": f"{i} + 1 = {i + 1}", "verdict": "correct"} for i in range(8)]
+    )
+    out = tmp_path / "text"
+    summary = run(toy, out, "--assistant_only_loss", "false", "--use_peft", "false", traces=texts)
+    assert summary["mode"] == "full"
+    assert AutoTokenizer.from_pretrained(out).chat_template == toy.tokenizer.chat_template
