@@ -237,7 +237,7 @@ def check_row(tokenizer, messages: list[dict], train_template: str, eval_templat
             return [Finding("no_reasoning_prefill", "error", what, where)], row
         if spans and j >= spans[0][0]:
             what = (
-                "earlier assistant turns render differently at evaluation (the saved template drops their "
+                "earlier assistant turns render differently at evaluation (e.g. the saved template drops their "
                 "reasoning): the last turn is trained after a history inference never shows"
             )
             findings.append(Finding("history_differs", "warning", what, where))
