@@ -38,9 +38,15 @@ anything the harness can):
   listing /proc/self/fd or opening the harness's descriptors: blocked and reported as TAMPER.
 - Rigged values: a returned object whose class defines its own __eq__/__ne__/__bool__/ordering/
   __hash__/__len__/__contains__ (always-equal objects), or unittest.mock.ANY: reported as TAMPER.
+- Gets the harness to run its code while the harness is not watching (its own code runs with the
+  audit hook quiet): the harness runs on a private copy of the builtins, calls only functions it
+  captured before the model's code ran, never calls str()/repr() of the model's objects and reads
+  classes through type's own descriptors (a metaclass property of the model's never runs).
+- Takes the token: a harness that regains control and finds the token pipe empty reports TAMPER.
 What remains possible (and is documented, not prevented): a program that deliberately probes raw
-descriptor numbers with os.read/os.pread/os.write (not audited by CPython) can read the token and
-write a PASS line itself; a program that gets a frame of its own (e.g. from traceback.walk_tb of an
+descriptor numbers with os.read/os.write (not audited by CPython), reads the token, writes a PASS
+line itself and exits before the harness runs again (tests/verify/test_code_hacks.py pins this); a
+program that gets a frame of its own (e.g. from traceback.walk_tb of an
 exception it caught) can follow f_back (not audited in CPython 3.11) to the tests' frames and read
 them; an __eq__ written in C or compiled under another library file's name is not recognised; a
 module first imported by the model can be patched before the tests import it. None of these is a
