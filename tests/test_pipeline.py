@@ -80,7 +80,8 @@ def test_traces_are_verified_parquet(run_dir):
     assert set(ds["verdict"]) == {"correct"}
     assert len({(r["prompt_id"], r["sample_idx"]) for r in ds}) == 24
     row = ds[0]
-    assert row["messages"][-1]["role"] == "assistant" and row["prefill"] == ""  # the toy template prefills nothing
+    # the toy template prefills nothing: the assistant message is the sampled text
+    assert row["messages"][-1]["role"] == "assistant" and row["prefill"] == ""
     assert row["messages"][-1]["content"] == row["prefill"] + row["completion"]
     assert row["reasoning"].startswith("<think>") and row["reasoning"].endswith("</think>")
     assert json.loads(row["sampling"])["temperature"] == 1.0
