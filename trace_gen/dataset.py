@@ -33,14 +33,18 @@ def trace_parts(directory: Path, rejected: bool = False) -> list[Path]:
     return sorted((directory / DATA_DIR).glob("*.parquet")) + sorted(directory.glob("*.parquet"))
 
 
-def card_text(run: dict, stats: dict | None, with_rejected: bool) -> str:
-    """The dataset card: YAML configs for `load_dataset`, then what the run was and what it kept."""
-    configs = [
-        {"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}
-    ]
+def card_text(run: dict, stats: dict | None, with_rejected: bool, rejected_first: bool = False) -> str:
+    """The dataset card: YAML configs for `load_dataset`, then what the run was and what it kept.
+
+    `datasets` infers the file format of every config from the first config's files, so a directory
+    that kept nothing (yet) lists `rejected` first (`rejected_first`); `default: true` keeps the kept
+    rows the default config either way."""
+    kept = [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]
+    configs = [{"config_name": "default", "default": True, "data_files": kept}]
     if with_rejected:
         rejected = [{"split": "train", "path": f"{REJECTED_DIR}/*.parquet"}]
-        configs.append({"config_name": "rejected", "data_files": rejected})
+        entry = {"config_name": "rejected", "data_files": rejected}
+        configs = [entry, *configs] if rejected_first else [*configs, entry]
     header = yaml.safe_dump({"configs": configs, "tags": ["reasoning", "distillation", "synthetic"]})
     teacher = run.get("teacher", "?")
     lines = [
@@ -78,8 +82,10 @@ def card_text(run: dict, stats: dict | None, with_rejected: bool) -> str:
 
 def write_card(out: Path, run: dict, stats: dict | None, with_rejected: bool) -> None:
     """Write OUT/README.md atomically (a reader never sees half a card)."""
+    kept = any((out / DATA_DIR).glob("*.parquet"))
+    rejected_first = not kept and any((out / REJECTED_DIR).glob("*.parquet"))
     tmp = out / (CARD + ".tmp")
-    tmp.write_text(card_text(run, stats, with_rejected))
+    tmp.write_text(card_text(run, stats, with_rejected, rejected_first))
     tmp.replace(out / CARD)
 
 
