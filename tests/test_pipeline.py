@@ -82,7 +82,7 @@ def test_traces_are_verified_parquet(run_dir):
     row = ds[0]
     # the toy template prefills nothing: the assistant message is the sampled text
     assert row["messages"][-1]["role"] == "assistant" and row["prefill"] == ""
-    assert row["messages"][-1]["content"] == row["prefill"] + row["completion"]
+    assert row["messages"][-1]["content"] == row["completion"]
     assert row["reasoning"].startswith("<think>") and row["reasoning"].endswith("</think>")
     assert json.loads(row["sampling"])["temperature"] == 1.0
     stats = json.loads((traces / "stats.json").read_text())

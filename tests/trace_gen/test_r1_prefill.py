@@ -87,8 +87,8 @@ def test_real_templates(real_tok, family, enable_thinking, prefill):
 
 def test_hf_stores_whole_reasoning(hf_reference):
     for s in hf_reference:
-        assert s.prefill == "<think>\n" and s.text == s.prefill + s.sampled
-        assert not s.sampled.startswith("<think>") and s.num_tokens > 0
+        assert s.prefill == "<think>\n" and s.text.startswith(s.prefill)
+        assert not s.text[len(s.prefill) :].startswith("<think>") and s.num_tokens > 0
     closed = [s for s in hf_reference if "</think>" in s.text]
     assert closed, "the thinker must close its reasoning in some sample"
     assert any(s.text.split("</think>", 1)[1].strip() for s in closed), "and answer after it"
@@ -111,7 +111,9 @@ def test_trace_rows_are_whole(thinker, tmp_path, capsys):
     assert len(rows) == len(PROMPTS)
     for row in rows:
         content = row["messages"][-1]["content"]
-        assert content.startswith("<think>\n") and content == row["prefill"] + row["completion"]
+        assert (
+            content == row["completion"] and row["prefill"] == "<think>\n" and content.startswith("<think>\n")
+        )
         assert (row["reasoning"], row["answer"]) == split_completion(content)
         if "</think>" in content:
             assert row["reasoning"].startswith("<think>") and row["reasoning"].endswith("</think>")

@@ -41,11 +41,6 @@ class Sample:
     topk_logprobs: np.ndarray | None = field(default=None, repr=False)  # (T, k) float16
     prefill: str = ""
 
-    @property
-    def sampled(self) -> str:
-        """The text the teacher sampled (what `token_ids` decode to), without the template's prefill."""
-        return self.text[len(self.prefill) :]
-
 
 def think_prefill(prompt_text: str) -> str:
     """The reasoning opening the chat template already wrote at the end of a rendered generation
