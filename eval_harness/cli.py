@@ -27,7 +27,7 @@ from pathlib import Path
 from eval_harness.benchmarks import BENCHMARKS
 from eval_harness.benchmarks.custom import KINDS, CustomBenchmark
 from trace_gen.backends import BACKENDS
-from trace_gen.backends.hf import DTYPES
+from trace_gen.backends.base import DTYPES
 from trace_gen.cli import json_object
 from trace_gen.errors import BackendError, UsageError
 

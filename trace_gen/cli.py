@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from trace_gen.backends import BACKENDS
-from trace_gen.backends.hf import DTYPES
+from trace_gen.backends.base import DTYPES
 from trace_gen.errors import BackendError, UsageError
 from trace_gen.prompts import R1_INSTRUCTION, dataset_prompts, toy_prompts
 

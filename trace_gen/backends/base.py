@@ -11,6 +11,7 @@ THINK_START = "<think>"
 # What R1-Distill (since Feb 2025), QwQ-32B and Qwen3-Thinking-2507 templates end the generation prompt
 # with; assumed only by the openai backend when the server cannot render the prompt for us.
 R1_PREFILL = "<think>\n"
+DTYPES = ("auto", "bfloat16", "float16", "float32")  # the hf backend's --dtype (vllm: --engine-args)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trace_gen.backends.base import ContextCap, Sample, SamplingConfig, think_prefill
+from trace_gen.backends.base import DTYPES, ContextCap, Sample, SamplingConfig, think_prefill
 from trace_gen.errors import UsageError
-
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 def placement(device: str, dtype: str, gpus: int, bf16_supported: bool) -> tuple[str | None, str]:
