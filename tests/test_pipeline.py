@@ -87,7 +87,7 @@ def test_traces_are_verified_parquet(run_dir):
     assert json.loads(row["sampling"])["temperature"] == 1.0
     stats = json.loads((traces / "stats.json").read_text())
     assert stats["kept"] == 24 and stats["reasons"]["kept"] == 24
-    rejected = load_dataset(str(traces), "rejected", split="train")
+    rejected = load_dataset(str(traces), data_dir="rejected", split="train")
     assert len(rejected) == stats["rejected"] and "correct" not in set(rejected["verdict"]) - {"correct"}
 
 

@@ -1,15 +1,20 @@
-"""A trace directory is a Hugging Face dataset: `datasets.load_dataset(OUT)` loads the kept traces,
-`load_dataset(OUT, "rejected")` the rejected ones (with --keep-rejected), and `--push-to-hub REPO`
-uploads the same files so `load_dataset(REPO)` gives the same rows.
+"""A trace directory is a Hugging Face dataset: `datasets.load_dataset(OUT, split="train")` loads
+the kept traces, `load_dataset(OUT, data_dir="rejected", split="train")` the rejected ones (with
+--keep-rejected), and `--push-to-hub REPO` uploads the same files so `load_dataset(REPO)` gives the
+same rows.
 
-    OUT/README.md                  dataset card: YAML `configs:` naming the Parquet files, and the stats
-    OUT/data/part-*.parquet        kept traces (one part per committed batch)
-    OUT/rejected/part-*.parquet    rejected samples (--keep-rejected)
+    OUT/README.md                      dataset card: what the run was, and its statistics
+    OUT/data/train-*.parquet           kept traces (one part per committed batch)
+    OUT/rejected/part-*.parquet        rejected samples (--keep-rejected)
     OUT/manifest.jsonl, run.json, stats.json   resume state, run identity, stats
 
-Without the card's `configs:`, `datasets` infers a builder from every file it finds and picks JSON
-for the manifest/run/stats files (then fails). Directories written before this layout kept their
-parts at the top level; `trace_parts` still finds those.
+`datasets` finds the kept parts by its own file-name rule (a split name at the start of a file name,
+"**/train[-._ 0-9]*"), which passes over the JSON files beside them; with no such file it would take
+every file and pick its JSON builder for the manifest (then fail). The card deliberately has no YAML
+`configs:`: with them, datasets 5.2 caches a local directory under its base name and the card's
+configs only, not the files, so a second `traces/` directory, or this one after a resume, would load
+the rows cached from the first (checked: tests/trace_gen/test_dataset_layout.py). Directories written
+before this layout kept their parts at the top level; `trace_parts` still finds those.
 """
 
 import json
@@ -25,6 +30,15 @@ CARD = "README.md"
 UPLOAD = [CARD, f"{DATA_DIR}/*.parquet", f"{REJECTED_DIR}/*.parquet", "stats.json", "run.json"]
 
 
+def kept_part(name: str) -> str:
+    """Where a kept part called `name` goes: OUT/data/train-<name>.parquet (the name makes it split "train")."""
+    return f"{DATA_DIR}/train-{name}.parquet"
+
+
+def rejected_part(name: str) -> str:
+    return f"{REJECTED_DIR}/part-{name}.parquet"
+
+
 def trace_parts(directory: Path, rejected: bool = False) -> list[Path]:
     """The Parquet parts of a trace directory (kept, or rejected), in commit order; both layouts."""
     directory = Path(directory)
@@ -33,19 +47,9 @@ def trace_parts(directory: Path, rejected: bool = False) -> list[Path]:
     return sorted((directory / DATA_DIR).glob("*.parquet")) + sorted(directory.glob("*.parquet"))
 
 
-def card_text(run: dict, stats: dict | None, with_rejected: bool, rejected_first: bool = False) -> str:
-    """The dataset card: YAML configs for `load_dataset`, then what the run was and what it kept.
-
-    `datasets` infers the file format of every config from the first config's files, so a directory
-    that kept nothing (yet) lists `rejected` first (`rejected_first`); `default: true` keeps the kept
-    rows the default config either way."""
-    kept = [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]
-    configs = [{"config_name": "default", "default": True, "data_files": kept}]
-    if with_rejected:
-        rejected = [{"split": "train", "path": f"{REJECTED_DIR}/*.parquet"}]
-        entry = {"config_name": "rejected", "data_files": rejected}
-        configs = [entry, *configs] if rejected_first else [*configs, entry]
-    header = yaml.safe_dump({"configs": configs, "tags": ["reasoning", "distillation", "synthetic"]})
+def card_text(run: dict, stats: dict | None, with_rejected: bool) -> str:
+    """The dataset card: how to load it, what the run was and what it kept."""
+    header = yaml.safe_dump({"tags": ["reasoning", "distillation", "synthetic"]})
     teacher = run.get("teacher", "?")
     lines = [
         f"---\n{header}---",
@@ -57,8 +61,10 @@ def card_text(run: dict, stats: dict | None, with_rejected: bool, rejected_first
         "",
         "```python",
         "from datasets import load_dataset",
-        'traces = load_dataset("THIS_DIR_OR_REPO", split="train")'
-        + ('  # rejected samples: load_dataset(..., "rejected")' if with_rejected else ""),
+        'traces = load_dataset("THIS_DIR_OR_REPO", split="train")',
+        'rejected = load_dataset("THIS_DIR_OR_REPO", data_dir="rejected", split="train")'
+        if with_rejected
+        else "# rejected samples were not kept (trace_gen --keep-rejected keeps them)",
         "```",
         "",
         f"- dataset: `{run.get('dataset', '?')}` (split `{run.get('split', '?')}`)",
@@ -82,10 +88,8 @@ def card_text(run: dict, stats: dict | None, with_rejected: bool, rejected_first
 
 def write_card(out: Path, run: dict, stats: dict | None, with_rejected: bool) -> None:
     """Write OUT/README.md atomically (a reader never sees half a card)."""
-    kept = any((out / DATA_DIR).glob("*.parquet"))
-    rejected_first = not kept and any((out / REJECTED_DIR).glob("*.parquet"))
     tmp = out / (CARD + ".tmp")
-    tmp.write_text(card_text(run, stats, with_rejected, rejected_first))
+    tmp.write_text(card_text(run, stats, with_rejected))
     tmp.replace(out / CARD)
 
 

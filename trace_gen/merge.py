@@ -2,8 +2,8 @@
 
 Each shard directory must hold the same run (run.json equal except for the shard index) and the
 shard indices must cover 0..K-1 exactly once. Committed parts (per the manifests) are hard-linked
-(copied across file systems) into OUT/data/ as part-s{shard}-{batch}.parquet (rejected ones under
-OUT/rejected/), with a dataset card, so `datasets.load_dataset(OUT)` loads it; uncommitted leftovers
+(copied across file systems) into OUT/data/ as train-s{shard}-{batch}.parquet (rejected ones under
+OUT/rejected/ as part-s{shard}-{batch}.parquet), with a dataset card, so `datasets.load_dataset(OUT)` loads it; uncommitted leftovers
 are ignored. The (prompt_id, sample_idx) keys are checked to
 be unique across shards. OUT is built in a temporary sibling directory and renamed at the end, so
 an interrupted merge leaves nothing behind. Prints and writes OUT/stats.json. `--push-to-hub REPO`
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from trace_gen.dataset import DATA_DIR, REJECTED_DIR, write_card
+from trace_gen.dataset import DATA_DIR, REJECTED_DIR, kept_part, rejected_part, write_card
 from trace_gen.errors import UsageError
 from trace_gen.writer import RUN_FILE, committed_entries
 
@@ -76,8 +76,8 @@ def merge(out: Path, shard_dirs: list[Path]) -> dict:
         for index, (path, _, entries) in sorted(shards.items()):
             for e in entries:
                 for part in e["parts"]:
-                    sub = f"{REJECTED_DIR}/" if part.startswith(f"{REJECTED_DIR}/") else f"{DATA_DIR}/"
-                    name = f"{sub}part-s{index:05d}-{e['batch']:06d}.parquet"
+                    where = rejected_part if part.startswith(f"{REJECTED_DIR}/") else kept_part
+                    name = where(f"s{index:05d}-{e['batch']:06d}")
                     table = pq.read_table(path / part, columns=["prompt_id", "sample_idx"])
                     for key in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
                         if key in keys:

@@ -5,8 +5,8 @@ manifest line (append, fsync). On start-up, parts whose batch has no manifest li
 a crash between those steps and are deleted, so a rerun after `kill -9` redoes at most the batch in
 flight and never writes a duplicate. Resume reads only the manifest, never the data.
 
-Kept parts go to OUT/data/, rejected ones to OUT/rejected/, and OUT/README.md is a dataset card whose
-`configs:` make the directory loadable with `datasets.load_dataset(OUT)` (see trace_gen.dataset).
+Kept parts go to OUT/data/train-*.parquet, rejected ones to OUT/rejected/, with a dataset card in
+OUT/README.md, so `datasets.load_dataset(OUT)` loads the directory (see trace_gen.dataset).
 """
 
 import json
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from trace_gen.dataset import CARD, DATA_DIR, REJECTED_DIR, write_card
+from trace_gen.dataset import CARD, DATA_DIR, REJECTED_DIR, kept_part, rejected_part, write_card
 from trace_gen.errors import UsageError
 from trace_gen.records import rows_to_table
 
@@ -105,7 +105,7 @@ class TraceWriter:
     def _remove_orphans(self) -> None:
         committed = {p for e in self.entries for p in e["parts"]}
         # part-*.parquet at the top level: directories written before the data/ layout
-        for pattern in (f"{DATA_DIR}/part-*.parquet*", f"{REJECTED_DIR}/part-*.parquet*", "part-*.parquet*"):
+        for pattern in (f"{DATA_DIR}/*.parquet*", f"{REJECTED_DIR}/part-*.parquet*", "part-*.parquet*"):
             for f in self.out.glob(pattern):
                 if str(f.relative_to(self.out)) not in committed:
                     f.unlink()
@@ -137,12 +137,12 @@ class TraceWriter:
         parts = []
         if kept:
             (self.out / DATA_DIR).mkdir(exist_ok=True)
-            name = f"{DATA_DIR}/part-{batch:06d}.parquet"
+            name = kept_part(f"{batch:06d}")
             _write_part(self.out / name, kept)
             parts.append(name)
         if rejected and self.keep_rejected:
             (self.out / REJECTED_DIR).mkdir(exist_ok=True)
-            name = f"{REJECTED_DIR}/part-{batch:06d}.parquet"
+            name = rejected_part(f"{batch:06d}")
             _write_part(self.out / name, rejected)
             parts.append(name)
         entry = {

@@ -1,6 +1,7 @@
 """A trace directory is a Hugging Face dataset: after a real run (the committed toy teacher on the toy
-task) `datasets.load_dataset(OUT)` gives the kept rows and `load_dataset(OUT, "rejected")` the rest,
-with the numbers of stats.json in the card; sft and `filter` read it; a directory of the older layout
+task) `datasets.load_dataset(OUT)` gives the kept rows and `load_dataset(OUT, data_dir="rejected")`
+the rest, with the numbers of stats.json in the card, also for a second directory of the same name and
+after a resume added rows (datasets' cache must not serve stale rows); sft and `filter` read it; a directory of the older layout
 (parts at the top level) is still read. `--push-to-hub`: there is no hub here, so the upload is
 exercised up to the network boundary: the real huggingface_hub call with its file selection is
 captured, a real unreachable endpoint fails in one line (the traces stay, a rerun pushes again
@@ -42,7 +43,7 @@ def card_numbers(out: Path) -> dict:
 def test_load_dataset_on_the_directory(run_dir):
     stats = json.loads((run_dir / "stats.json").read_text())
     kept = load_dataset(str(run_dir), split="train")
-    rejected = load_dataset(str(run_dir), "rejected", split="train")
+    rejected = load_dataset(str(run_dir), data_dir="rejected", split="train")
     assert len(kept) == stats["kept"] == 6 and len(rejected) == stats["rejected"] > 0
     assert set(kept["verdict"]) == {"correct"} and "correct" not in set(rejected["verdict"]) - {"correct"}
     assert {"messages", "reasoning", "answer", "completion", "prefill"} <= set(kept.column_names)
@@ -53,12 +54,24 @@ def test_load_dataset_on_the_directory(run_dir):
     assert not list(run_dir.glob("*.parquet"))  # parts only under data/ and rejected/
 
 
+def test_same_name_and_resumed_directories_load_their_own_rows(run_dir, tmp_path):
+    """datasets caches a local directory under its base name: with YAML `configs:` in the card it
+    served the first directory's rows for a second `out/` and stale rows after a resume."""
+    other = tmp_path / "b" / run_dir.name
+    flags = [f if f != "6" else "2" for f in FLAGS]  # --n 2
+    assert main([*flags, "--out", str(other)]) == 0
+    assert len(load_dataset(str(run_dir), split="train")) == 6
+    assert len(load_dataset(str(other), split="train")) == 2
+    assert main([*FLAGS, "--out", str(other)]) == 0  # resumes (the same run) up to --n 6
+    assert len(load_dataset(str(other), split="train")) == 6
+
+
 def test_sft_and_filter_read_the_layout(run_dir, tmp_path, capsys):
     from sft.data import load_traces
 
     assert len(load_traces(str(run_dir), ["correct"])) == 6
     assert len(load_traces(str(run_dir), ["all"], include_rejected=True)) == 6 + len(
-        load_dataset(str(run_dir), "rejected", split="train")
+        load_dataset(str(run_dir), data_dir="rejected", split="train")
     )
     capsys.readouterr()
     assert main(["filter", str(run_dir), str(tmp_path / "f"), "--no-require-think"]) == 0
@@ -119,7 +132,7 @@ def test_push_uploads_the_dataset_files(tmp_path, capsys, monkeypatch):
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     sent = sorted(filter_repo_objects(files, allow_patterns=upload["allow_patterns"]))
     assert sent == sorted(f for f in files if f != "manifest.jsonl")
-    assert "README.md" in sent and any(re.fullmatch(r"data/part-\d+\.parquet", f) for f in sent)
+    assert "README.md" in sent and any(re.fullmatch(r"data/train-\d+\.parquet", f) for f in sent)
 
     # A real endpoint nobody answers: one line, the traces stay, and a rerun (nothing left to
     # generate) tries the push again.

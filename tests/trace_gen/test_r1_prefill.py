@@ -107,7 +107,7 @@ def test_trace_rows_are_whole(thinker, tmp_path, capsys):
         "--temperature", "0", "--max-new-tokens", "16", "--keep-rejected", "--out", str(tmp_path / "o"),
     ]  # fmt: skip
     assert main(argv) == 0
-    rows = load_dataset(str(tmp_path / "o"), "rejected", split="train").to_list()
+    rows = load_dataset(str(tmp_path / "o"), data_dir="rejected", split="train").to_list()
     assert len(rows) == len(PROMPTS)
     for row in rows:
         content = row["messages"][-1]["content"]

@@ -101,7 +101,9 @@ def test_shards_merge_into_the_whole_run(rows, tiny_teacher, tmp_path, capsys):
     assert stats["rejected"] == 20 and stats["prompts"] == 10 and set(stats["shards"]) == {"0", "1", "2"}
     from datasets import load_dataset
 
-    assert len(load_dataset(str(tmp_path / "merged"), "rejected", split="train")) == 20  # a HF dataset
+    assert (
+        len(load_dataset(str(tmp_path / "merged"), data_dir="rejected", split="train")) == 20
+    )  # a HF dataset
 
     assert main(["merge", str(tmp_path / "m2"), str(shards[0]), str(shards[1])]) == 2
     assert "missing shard(s) [2]" in capsys.readouterr().err
