@@ -69,6 +69,8 @@ def sft_cmd(py: str, traces: Path, out: Path, max_steps: int, *extra: str) -> li
         "-m",
         "sft",
         "run",
+        "--config",
+        str(REPO / "configs" / "sft" / "toy_student.yaml"),
         "--traces",
         str(traces),
         "--output_dir",

@@ -1,7 +1,12 @@
 """`python -m sft run [--config configs/sft/NAME.yaml] [--field value ...]`.
 
+Without --config only the toy demo runs (configs/sft/toy_student.yaml: the toy student on runs/demo/traces).
+Naming a model or traces needs a recipe: the toy one is sized for a 0.17M-parameter model (max_length 256,
+lr 3e-3, trains the embedding) and must never reach a real model silently.
+
 Usage:
-    python -m sft run                                   # embedded toy default (configs/sft/toy_student.yaml)
+    python -m sft run                                   # the toy demo (configs/sft/toy_student.yaml)
+    python -m sft run --config configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml --traces runs/r1/traces
     python -m sft run --config configs/sft/toy_student.yaml --traces runs/demo/traces --output_dir runs/s
 """
 
@@ -17,6 +22,14 @@ from sft.config import DEFAULT_CONFIG, DistillArguments
 from sft.errors import UsageError
 
 DATACLASSES = (DistillArguments, SFTConfig, ModelConfig)
+
+
+NEEDS_RECIPE = ("--model_name_or_path", "--traces")  # naming either means "not the toy demo"
+RECIPE = "configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml"
+
+
+def _given(argv: list[str], flag: str) -> bool:
+    return flag in argv or any(a.startswith(flag + "=") for a in argv)
 
 
 def make_parser(subparsers=None) -> TrlParser:
@@ -74,12 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown subcommand {argv[0]!r}; use `python -m sft run ...`", file=sys.stderr)
         return 2
     argv = argv[1:]
-    if (
-        "--config" not in argv
-        and not any(a.startswith("--config=") for a in argv)
-        and "-h" not in argv
-        and "--help" not in argv
-    ):
+    if not _given(argv, "--config") and "-h" not in argv and "--help" not in argv:
+        named = [flag for flag in NEEDS_RECIPE if _given(argv, flag)]
+        if named:
+            print(
+                f"error: {' and '.join(named)} without --config: pick a recipe sized for it, e.g. --config "
+                f"{RECIPE} (all recipes: configs/sft/; the toy demo: --config configs/sft/toy_student.yaml)",
+                file=sys.stderr,
+            )
+            return 2
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     parser = make_parser()
     try:

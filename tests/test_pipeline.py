@@ -45,6 +45,8 @@ def run_dir(tmp_path_factory) -> Path:
     _run(
         "sft",
         "run",
+        "--config",
+        "configs/sft/toy_student.yaml",
         "--traces",
         str(out / "traces"),
         "--output_dir",
