@@ -2,8 +2,9 @@
 the benchmark's own reference solutions (`--oracle`); verdicts come from trace_gen.verify.
 
 Per-sample rows go to `<samples_dir>/<benchmark>-<settings hash>.jsonl`, one JSON line per
-(item id, sample index): id, sample, completion, finish_reason, num_tokens, answer, verdict, reason,
-settings. Generation runs in chunks of `backend.batch_size` prompts (chunk seed = seed + index of its
+(item id, sample index): id, sample, completion (the whole assistant text: a `<think>` the chat
+template prefilled comes first, so a sample cut off inside its reasoning has no answer to grade),
+finish_reason, num_tokens, answer, verdict, reason, settings. Generation runs in chunks of `backend.batch_size` prompts (chunk seed = seed + index of its
 first item) and appends a chunk's rows once they are scored; a rerun with the same settings reuses
 every complete chunk and regenerates the others whole, so a resumed run gives the same rows as an
 uninterrupted one. A per-sample file is itself a valid `--responses` file.

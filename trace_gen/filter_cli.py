@@ -51,10 +51,11 @@ def make_parser(subparsers=None) -> argparse.ArgumentParser:
 
 
 def run_filter(args: argparse.Namespace) -> dict:
+    from trace_gen.dataset import trace_parts
     from trace_gen.errors import UsageError
     from trace_gen.filters.pipeline import filter_traces
 
-    if not any(args.input.glob("*.parquet")):
+    if not trace_parts(args.input):
         raise UsageError(f"no Parquet parts in {args.input}; give a trace_gen output directory")
     if args.output.exists() and any(args.output.iterdir()):
         raise UsageError(f"{args.output} is not empty; filter into a new directory")

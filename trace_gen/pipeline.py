@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from trace_gen.backends.base import SamplingConfig
 from trace_gen.code_tests import code_verdict
+from trace_gen.dataset import write_card
 from trace_gen.filters.decontam import Decontaminator
 from trace_gen.filters.dedup import duplicate_reasons
 from trace_gen.filters.format import format_problem
@@ -237,7 +238,8 @@ def percentiles(values: list[int], qs=(5, 50, 95, 99)) -> dict:
 
 
 def write_stats(out, writer: TraceWriter) -> dict:
-    """Acceptance by reason and token-length percentiles of the kept traces, from the manifest alone."""
+    """Acceptance by reason and token-length percentiles of the kept traces, from the manifest alone;
+    into stats.json and the dataset card."""
     reasons = Counter()
     lengths = []
     for e in writer.entries:
@@ -252,4 +254,5 @@ def write_stats(out, writer: TraceWriter) -> dict:
         "num_tokens_percentiles": percentiles(lengths),
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    write_card(out, writer.run_identity, stats, writer.keep_rejected)
     return stats

@@ -1,5 +1,12 @@
 """One trace row per (prompt, sample): the contract between trace_gen and sft/eval (DESIGN.md).
 
+The assistant text is whole: when the teacher's chat template prefills the reasoning opening
+(R1-Distill, QwQ, Qwen3-Thinking-2507 end the generation prompt with "<think>\n"), that `prefill` comes
+first, so with every backend `completion` (== the assistant message's content) is `<think>…</think>` +
+answer and `reasoning`/`answer` split it; every reader (filters, dedup, eval) sees the same text.
+`prefill` was written by the template, not sampled: `token_ids` (and the top-k) cover
+`completion[len(prefill):]` only.
+
 Top-k teacher logprobs (asked with `--logprobs K`, vllm backend) are stored flat and compact:
 `token_ids` int32 (T,), `topk_ids` int32 (T*K,) and `topk_logprobs` float16 (T*K,), row-major
 [position, rank], highest first; 6*K + 4 bytes per generated token before compression. They are null
@@ -28,6 +35,7 @@ SCHEMA = pa.schema(
         ("reasoning", pa.string()),
         ("answer", pa.string()),
         ("completion", pa.string()),
+        ("prefill", pa.string()),  # the start of `completion` the template wrote ("" for most)
         ("finish_reason", pa.string()),
         ("num_tokens", pa.int32()),
         ("teacher", pa.string()),
@@ -52,6 +60,7 @@ def trace_row(
         "reasoning": reasoning,
         "answer": answer,
         "completion": sample.text,
+        "prefill": sample.prefill,
         "finish_reason": sample.finish_reason,
         "num_tokens": sample.num_tokens,
         "teacher": teacher,

@@ -143,7 +143,9 @@ def filter_traces(in_dir: str | Path, out_dir: str | Path, config: FilterConfig 
     import pyarrow.parquet as pq
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    parts = sorted(p for p in in_dir.glob("*.parquet"))
+    from trace_gen.dataset import trace_parts
+
+    parts = trace_parts(in_dir)
     assert parts, f"no Parquet parts in {in_dir}"
     table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
     rows = table.to_pylist()
