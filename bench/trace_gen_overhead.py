@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trace_gen.backends import SamplingConfig, make_backend
-from trace_gen.pipeline import RunSettings, batch_seed, run
+from trace_gen.config import RunConfig
+from trace_gen.pipeline import batch_seed, run
 from trace_gen.prompts import toy_prompts
 
 TOY_TEACHER = Path(__file__).resolve().parents[1] / "trace_gen" / "toy" / "assets" / "teacher"
@@ -59,9 +60,12 @@ def bare(backend, prompts, sampling: SamplingConfig, batch_prompts: int) -> floa
 
 def pipeline(backend, prompts, sampling: SamplingConfig, batch_prompts: int, tmp: Path) -> tuple[float, Path]:
     out = Path(tempfile.mkdtemp(dir=tmp))
-    settings = RunSettings(n=10**9, batch_prompts=batch_prompts, keep_rejected=True, verify_workers=1)
+    config = RunConfig(teacher="bench", dataset="bench", output_dir=out, n=10**9, batch_size=batch_prompts,
+                       keep_rejected=True, verify_workers=1, samples_per_prompt=sampling.n,
+                       temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                       max_new_tokens=sampling.max_new_tokens, logprobs=sampling.logprobs)  # fmt: skip
     t0 = time.perf_counter()
-    run(backend, "bench", prompts, sampling, settings, out, {"bench": True})
+    run(backend, prompts, config)
     return time.perf_counter() - t0, out
 
 

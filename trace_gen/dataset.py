@@ -6,6 +6,7 @@ same rows.
     OUT/README.md                      dataset card: what the run was, and its statistics
     OUT/data/train-*.parquet           kept traces (one part per committed batch)
     OUT/rejected/part-*.parquet        rejected samples (--keep-rejected)
+    OUT/unused/*.parquet               verified rows past --n (kept aside so a larger --n reuses them)
     OUT/manifest.jsonl, run.json, stats.json   resume state, run identity, stats
 
 `datasets` finds the kept parts by its own file-name rule (a split name at the start of a file name,
@@ -26,6 +27,7 @@ from trace_gen.errors import BackendError, UsageError
 
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
+UNUSED_DIR = "unused"
 CARD = "README.md"
 UPLOAD = [CARD, f"{DATA_DIR}/*.parquet", f"{REJECTED_DIR}/*.parquet", "stats.json", "run.json"]
 
@@ -37,6 +39,12 @@ def kept_part(name: str) -> str:
 
 def rejected_part(name: str) -> str:
     return f"{REJECTED_DIR}/part-{name}.parquet"
+
+
+def unused_part(kind: str, name: str) -> str:
+    """OUT/unused/<kind>-<name>.parquet: verified ("verified") or rejected ("rejected") rows past --n;
+    neither `load_dataset(OUT)` nor the upload reads them."""
+    return f"{UNUSED_DIR}/{kind}-{name}.parquet"
 
 
 def trace_parts(directory: Path, rejected: bool = False) -> list[Path]:
@@ -73,12 +81,14 @@ def card_text(run: dict, stats: dict | None, with_rejected: bool) -> str:
     if stats is None:
         lines += ["", "Generation in progress: statistics are written when the run ends."]
     else:
-        keys = ("kept", "rejected", "acceptance", "prompts", "skipped", "tokens")
+        keys = ("kept", "verified", "sampled", "acceptance", "rejected", "prompts", "skipped", "tokens")
         lines += [
             "",
             "| " + " | ".join(keys) + " |",
             "|" + "---|" * len(keys),
             "| " + " | ".join(str(stats.get(k, "")) for k in keys) + " |",
+            "",
+            "`kept` counts toward --n; `acceptance` is verified / sampled.",
             "",
             f"Samples by reason: `{json.dumps(stats.get('reasons', {}), sort_keys=True)}`; kept-trace "
             f"length in tokens: `{json.dumps(stats.get('num_tokens_percentiles', {}))}`.",

@@ -2,9 +2,12 @@
 
 Flags mirror `trace_gen.filters.FilterConfig` fields (one flag per field, same defaults and help),
 so the filter run here and the one called from Python agree. Writes OUT/part-00000.parquet,
-OUT/rejected/part-00000.parquet and OUT/filter_report.json, and prints the report. Rows the code
-sandbox flagged are dropped (--no-drop-flagged keeps them); --audit also writes OUT/audit_report.json,
-where a sympy-free second opinion disagrees with the math verdicts (the rows a human should read first).
+OUT/rejected/part-00000.parquet and OUT/filter_report.json, and prints the report. OUT is built in a
+hidden temporary sibling and renamed when complete (trace_gen.outdir): a killed filter leaves no OUT,
+and the next one removes its temporary directory. Rows the code sandbox flagged are dropped
+(--no-drop-flagged, or --keep-flagged as `python -m trace_gen` spells it, keeps them); --audit also
+writes OUT/audit_report.json, where a sympy-free second opinion disagrees with the math verdicts (the
+rows a human should read first).
 
 Usage:
     python -m trace_gen filter runs/traces runs/traces-filtered --policy max_per_prompt --m 4 \\
@@ -30,23 +33,32 @@ def _flag_type(annotation):
     return annotation, None
 
 
-def make_parser(subparsers=None) -> argparse.ArgumentParser:
-    kwargs = dict(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p = subparsers.add_parser("filter", **kwargs) if subparsers else argparse.ArgumentParser(**kwargs)
+def _help(text: str, default) -> str:
+    return text if default in (None, ()) else f"{text} (default: {default})"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from trace_gen.cli import add_flag, new_parser
+
+    p = new_parser("python -m trace_gen filter", __doc__.split("\n")[0])
     p.add_argument("input", type=Path, help="traces directory (Parquet parts)")
-    p.add_argument("output", type=Path, help="directory for the filtered traces and filter_report.json")
+    p.add_argument("output", type=Path, help="new directory for the filtered traces and filter_report.json")
     hints = typing.get_type_hints(FilterConfig)
     for f in dataclasses.fields(FilterConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = _help(f.metadata.get("help", ""), default)
         if hints[f.name] is bool:
-            p.add_argument(
-                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
-            )
+            action = argparse.BooleanOptionalAction
+            add_flag(p, (flag,), dest=f.name, action=action, default=default, help=help_text)
             continue
         kind, nargs = _flag_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        p.add_argument(flag, dest=f.name, type=kind, nargs=nargs, default=default, help=help_text)
+        add_flag(p, (flag,), dest=f.name, type=kind, nargs=nargs, default=default, help=help_text)
+    add_flag(p, ("--keep-flagged",), dest="drop_flagged", action="store_false", default=argparse.SUPPRESS,
+             help="same as --no-drop-flagged (the spelling of `python -m trace_gen`)")  # fmt: skip
+    add_flag(
+        p, ("--debug",), action="store_true", help="print the full traceback instead of the one-line error"
+    )
     return p
 
 
@@ -54,11 +66,16 @@ def run_filter(args: argparse.Namespace) -> dict:
     from trace_gen.dataset import trace_parts
     from trace_gen.errors import UsageError
     from trace_gen.filters.pipeline import filter_traces
+    from trace_gen.outdir import building, check_writable
 
     if not trace_parts(args.input):
         raise UsageError(f"no Parquet parts in {args.input}; give a trace_gen output directory")
+    check_writable(args.output, "filter OUTPUT")
     if args.output.exists() and any(args.output.iterdir()):
         raise UsageError(f"{args.output} is not empty; filter into a new directory")
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(FilterConfig)}
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return filter_traces(args.input, args.output, FilterConfig(**fields))
+    config = FilterConfig(**fields)
+    with building(args.output) as tmp:
+        report = filter_traces(args.input, tmp, config)
+    return report

@@ -2,7 +2,8 @@
 a hub dataset by name. Every source becomes the same `PromptRecord`.
 
 Empty problems are kept as records (the pipeline skips and counts them), so a dataset's row count
-always equals prompts done + prompts skipped.
+always equals prompts done + prompts skipped. A column that is empty in every row (or an id column
+empty in any) is refused before the teacher loads, in one line naming the column flag.
 """
 
 import hashlib
@@ -38,7 +39,7 @@ def toy_prompts(split: str, system_prompt: str | None = None) -> list[PromptReco
     ]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list:
     rows = []
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -57,24 +58,53 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _load_rows(dataset: str, split: str) -> list[dict]:
-    path = Path(dataset)
-    if path.suffix in (".jsonl", ".json"):
-        if not path.is_file():
-            raise UsageError(f"dataset file not found: {path}")
-        return _read_jsonl(path)
-    from datasets import load_dataset, load_from_disk
+def _read_json(path: Path) -> list:
+    """A .json file: one JSON array of rows (or one object), else JSON Lines."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _read_jsonl(path)  # also reports the line of a real syntax error
+    return value if isinstance(value, list) else [value]
 
-    if path.suffix == ".parquet":
+
+def _read_parquet(path: Path) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise UsageError(f"cannot read {path} as Parquet ({err}); give a valid .parquet file") from None
+
+
+def load_rows(dataset: str, split: str) -> list[dict]:
+    """The rows of a problem set: a .jsonl/.json/.parquet file, a saved dataset directory, or a hub
+    dataset by name; every failure is one UsageError line. (eval_harness reads custom sets with it.)"""
+    path = Path(dataset).expanduser()
+    readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
+    if path.suffix in readers:
         if not path.is_file():
             raise UsageError(f"dataset file not found: {path}")
-        return load_dataset("parquet", data_files=str(path), split="train").to_list()
-    if path.is_dir() and (path / "dataset_info.json").exists():
-        return load_from_disk(str(path)).to_list()
+        rows = readers[path.suffix](path)
+        for i, row in enumerate(rows, 1):
+            if not isinstance(row, dict):
+                raise UsageError(
+                    f"{path}: row {i} is {type(row).__name__}, not an object with named columns; "
+                    'give one JSON object per row, e.g. {"problem": ..., "answer": ...}'
+                )
+        return rows
     if path.is_dir() and (path / "dataset_dict.json").exists():
         raise UsageError(f"{path} is a DatasetDict; pass one split's directory, e.g. {path}/{split}")
-    if path.exists():
-        raise UsageError(f"cannot read dataset {path}: give a .jsonl, .parquet or a saved dataset directory")
+    if path.is_dir() and (path / "dataset_info.json").exists():
+        from datasets import load_from_disk
+
+        return load_from_disk(str(path)).to_list()
+    if path.exists() or dataset.startswith((".", "/", "~")):
+        raise UsageError(
+            f"cannot read dataset {path}: give a .jsonl, .json or .parquet file or a saved dataset directory"
+        )
+    from datasets import load_dataset
+
     try:
         return load_dataset(dataset, split=split).to_list()  # hub name
     except Exception as err:  # offline, unknown name, gated: one line, not a traceback
@@ -82,6 +112,9 @@ def _load_rows(dataset: str, split: str) -> list[dict]:
             f"cannot load dataset {dataset!r} (split {split!r}) from the hub: {type(err).__name__}: "
             f"{str(err).splitlines()[0][:200] if str(err) else ''}; give a local .jsonl/.parquet instead"
         ) from err
+
+
+_load_rows = load_rows  # the old private name, still imported by eval_harness.benchmarks.custom
 
 
 def _tests_json(value) -> str | None:
@@ -96,6 +129,13 @@ def _tests_json(value) -> str | None:
     return json.dumps(value)
 
 
+def _blank(value) -> bool:
+    """None, a blank string, an empty list or dict."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or value == [] or value == {}
+
+
 def dataset_prompts(
     dataset: str,
     split: str,
@@ -106,21 +146,30 @@ def dataset_prompts(
     instruction: str | None,
     tests_column: str | None = None,
 ) -> list[PromptRecord]:
-    rows = _load_rows(dataset, split)
+    rows = load_rows(dataset, split)
     if not rows:
         raise UsageError(f"dataset {dataset} has no rows")
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(k for row in rows[:1000] for k in row))
     for flag, col in (
         ("--problem-column", problem_column),
         ("--answer-column", answer_column),
         ("--id-column", id_column),
         ("--tests-column", tests_column),
     ):
-        if col is not None and col not in rows[0]:
+        if col is None:
+            continue
+        if col not in columns:
             raise UsageError(
-                f"dataset {dataset} has no column {col!r} (columns: {', '.join(columns)}); "
+                f"dataset {dataset} has no column {col!r} (columns: {', '.join(map(str, columns))}); "
                 f"map yours with {flag} (also --problem-column, --answer-column, --id-column)"
             )
+        empty = sum(_blank(row.get(col)) for row in rows)
+        if empty == len(rows) or (flag == "--id-column" and empty):
+            which = "every row" if empty == len(rows) else f"{empty} of {len(rows)} rows"
+            fix = "ids must be set in every row (or leave --id-column out: the problem's hash)"
+            if flag != "--id-column":
+                fix = f"map the column that holds them with {flag}"
+            raise UsageError(f"dataset {dataset}: column {col!r} ({flag}) is empty in {which}; {fix}")
     records = []
     for row in rows:
         problem = str(row.get(problem_column) or "")
