@@ -65,7 +65,6 @@ def add_flag(group, names: tuple[str, ...], **kwargs) -> None:
     group.add_argument(names[0], **kwargs)
     aliases = [*names[1:], *(n[:2] + n[2:].replace("-", "_") for n in names if "-" in n[2:])]
     hidden = {**kwargs, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
-    hidden.pop("required", None)
     for alias in aliases:
         group.add_argument(alias, **hidden)
 
@@ -145,10 +144,8 @@ def make_parser() -> argparse.ArgumentParser:
             if group_name == "generation backend":
                 _add_openai_arguments(p)  # its own group, right after the backend's
         names = f.metadata["flags"] or ("--" + f.name.replace("_", "-"),)
-        kwargs = _flag_kwargs(f, hints[f.name])
-        if f.name == "output_dir":
-            kwargs["required"] = True
-        add_flag(groups[group_name], names, **kwargs)
+        # --output-dir is required, checked by `generate` (argparse's own check would not see an alias)
+        add_flag(groups[group_name], names, **_flag_kwargs(f, hints[f.name]))
     add_flag(p.add_argument_group("debugging"), ("--debug",), action="store_true",
              help="print the full traceback instead of the one-line error")  # fmt: skip
     return p
@@ -235,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         stats, code = _run(argv)
+    except SystemExit as done:  # argparse: --help (0) or a bad flag (2, its one line already printed)
+        return done.code if isinstance(done.code, int) else 0
     except (UsageError, BackendError) as err:
         if debug:
             raise
