@@ -1,15 +1,16 @@
-"""Crash safety and scale-out, for real: `kill -9` of a running `python -m trace_gen` then a rerun
-gives exactly the rows of an uninterrupted run; shards are disjoint, cover everything, and merge."""
+"""Crash safety and scale-out, for real: `kill -9` of a running `python -m trace_gen` at chosen points
+(trace_gen.testpoints: the process SIGKILLs itself exactly there), then a rerun, gives exactly the rows
+of an uninterrupted run; the same for a rerun with another --n, for `merge` and for `filter`; shards
+are disjoint, cover everything, and merge."""
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,46 +25,94 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH"
 def args(teacher, data, out, *extra):
     return [
         "--teacher", str(teacher), "--dataset", str(data), "--problem-column", "question",
-        "--id-column", "id", "--out", str(out), "--n", "1000", "--samples-per-prompt", "2",
-        "--batch-prompts", "2", "--max-new-tokens", "12", "--temperature", "1.0", "--keep-rejected", *extra,
+        "--id-column", "id", "--output-dir", str(out), "--n", "1000", "--samples-per-prompt", "2",
+        "--batch-size", "2", "--max-new-tokens", "12", "--temperature", "1.0", "--keep-rejected",
+        "--backend", "hf", "--device", "cpu", "--allow-short", *extra,
     ]  # fmt: skip
 
 
-def test_kill_9_then_rerun_equals_uninterrupted(rows, tiny_teacher, tmp_path):
-    data = tmp_path / "q.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"id": f"q{i}", "question": f"Ann has {i} pens.", "answer": str(i)}) + "\n"
-            for i in range(24)
-        )
-    )
-    reference = tmp_path / "reference"
-    assert main(args(tiny_teacher, data, reference)) == 0
-    expected = rows(reference)
-    assert len(expected) == 48
+@pytest.fixture
+def pens(tmp_path) -> Path:
+    rows = [{"id": f"q{i}", "question": f"Ann has {i} pens.", "answer": str(i)} for i in range(24)]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
+
+def killed(argv: list[str], point: str) -> subprocess.CompletedProcess:
+    """`python -m trace_gen ARGV` killed with SIGKILL at the k-th pass of `point` ("name:k")."""
+    cmd = [sys.executable, "-m", "trace_gen", *argv]
+    proc = subprocess.run(cmd, cwd=REPO, env={**ENV, "DISTILL_CRASH_AT": point}, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
+    return proc
+
+
+def manifest_batches(out: Path) -> list[int]:
+    path = out / "manifest.jsonl"
+    return [json.loads(line)["batch"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def reference(rows, tiny_teacher, pens, tmp_path) -> dict:
+    out = tmp_path / "reference"
+    assert main(args(tiny_teacher, pens, out)) == 0
+    expected = rows(out)
+    assert len(expected) == 48  # 24 prompts x 2 samples, kept or rejected
+    return expected
+
+
+@pytest.mark.parametrize(
+    ("point", "committed"),
+    [("commit:parts:3", [0, 1]), ("commit:manifest:3", [0, 1, 2])],
+    ids=["parts-written-manifest-not", "manifest-written"],
+)
+def test_kill_9_while_generating_then_rerun_equals_uninterrupted(
+    rows, reference, tiny_teacher, pens, tmp_path, point, committed
+):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "trace_gen", *args(tiny_teacher, data, out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    manifest = out / "manifest.jsonl"
-    deadline = time.monotonic() + 120
-    while not (manifest.exists() and len(manifest.read_text().splitlines()) >= 2):
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
-        time.sleep(0.02)
-    time.sleep(random.Random(0).uniform(0, 0.05))  # somewhere inside a later batch (one takes ~50 ms)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    committed = len(manifest.read_text().splitlines())
-    assert 2 <= committed < 12, "the kill must land mid-run"
-    partial = rows(out)
-    assert set(partial) < set(expected)
+    killed(args(tiny_teacher, pens, out), point)
+    assert manifest_batches(out) == committed  # the kill landed exactly where it was sent
+    if point.startswith("commit:parts"):  # batch 2's parts are on disk, its manifest line is not
+        assert (out / "data" / "train-000002.parquet").exists() or (
+            out / "rejected" / "part-000002.parquet"
+        ).exists()
+    assert set(rows(out)) < set(reference)
 
-    rerun = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert rows(out) == expected  # same keys, same completions (seeds are per batch), no duplicates
-    batches = [json.loads(line)["batch"] for line in manifest.read_text().splitlines()]
-    assert sorted(batches) == list(range(12))
+    assert main(args(tiny_teacher, pens, out)) == 0
+    assert rows(out) == reference  # same keys, same completions (seeds are per batch), no duplicates
+    assert sorted(manifest_batches(out)) == list(range(12))
     assert not list(out.rglob("*.tmp"))
+
+
+def test_a_torn_manifest_line_is_not_committed(rows, reference, tiny_teacher, pens, tmp_path):
+    """A crash in the middle of appending the manifest line (half a line on disk) is redone."""
+    out = tmp_path / "torn"
+    killed(args(tiny_teacher, pens, out), "commit:manifest:3")
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    assert main(args(tiny_teacher, pens, out)) == 0
+    assert rows(out) == reference and sorted(manifest_batches(out)) == list(range(12))
+
+
+@pytest.mark.parametrize("point", ["retarget:parts:1", "retarget:manifest:1"])
+def test_kill_9_while_changing_n_then_rerun_equals_a_fresh_run(rows, tiny_teacher, tmp_path, point):
+    """A rerun with a smaller --n moves rows first (before the teacher loads); killed in the middle,
+    the next rerun finishes the move: the directory then holds what a fresh run with that --n holds."""
+    flags = ["--samples-per-prompt", "2", "--batch-size", "2", "--temperature", "1.0", "--keep-rejected"]
+    flags += ["--backend", "hf", "--device", "cpu", "--dedup", "off"]
+    fresh = tmp_path / "fresh"
+    assert main([*flags, "--n", "3", "--output-dir", str(fresh)]) == 0  # the toy teacher on the toy task
+    out = tmp_path / "out"
+    assert main([*flags, "--n", "12", "--output-dir", str(out)]) == 0
+    before = rows(out)
+    killed([*flags, "--n", "3", "--output-dir", str(out)], point)
+    assert main([*flags, "--n", "3", "--output-dir", str(out)]) == 0
+    assert rows(out) == rows(fresh)
+    assert json.loads((out / "stats.json").read_text()) == json.loads((fresh / "stats.json").read_text())
+    assert main([*flags, "--n", "12", "--output-dir", str(out)]) == 0  # and back: nothing was lost
+    assert rows(out) == before
 
 
 @given(st.lists(st.text(min_size=1, max_size=8), unique=True, max_size=60), st.integers(1, 7))
@@ -110,3 +159,17 @@ def test_shards_merge_into_the_whole_run(rows, tiny_teacher, tmp_path, capsys):
     assert not (tmp_path / "m2").exists()
     assert main(["merge", str(tmp_path / "m3"), str(shards[0]), str(shards[0]), str(shards[1])]) == 2
     assert "given twice" in capsys.readouterr().err
+
+    # kill -9 of a merge just before its finished directory is renamed into place: no OUT, and the
+    # next merge removes the killed one's hidden temporary directory
+    killed(["merge", str(tmp_path / "m4"), *map(str, shards)], "outdir:before_rename:1")
+    assert not (tmp_path / "m4").exists() and len(list(tmp_path.glob(".m4.partial-*"))) == 1
+    assert main(["merge", str(tmp_path / "m4"), *map(str, shards)]) == 0
+    assert rows(tmp_path / "m4") == merged and not list(tmp_path.glob(".m4.partial-*"))
+
+    # the same for filter
+    filt = ["filter", str(tmp_path / "merged" / "rejected"), str(tmp_path / "f"), "--keep-verdicts", "wrong"]
+    killed([*filt, "--no-require-think"], "outdir:before_rename:1")
+    assert not (tmp_path / "f").exists() and len(list(tmp_path.glob(".f.partial-*"))) == 1
+    assert main([*filt, "--no-require-think"]) == 0
+    assert not list(tmp_path.glob(".f.partial-*")) and (tmp_path / "f" / "filter_report.json").exists()
