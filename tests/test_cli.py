@@ -34,7 +34,7 @@ def _one_error_line(capsys) -> str:
 
 
 def test_missing_teacher(tmp_path, capsys):
-    assert trace_main(["--teacher", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert trace_main(["--teacher", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")]) == 2
     assert "teacher not found" in _one_error_line(capsys)
     assert not (tmp_path / "o").exists()
 
@@ -42,7 +42,7 @@ def test_missing_teacher(tmp_path, capsys):
 def test_dataset_without_column(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
-    rc = trace_main(["--dataset", str(data), "--out", str(tmp_path / "o")])
+    rc = trace_main(["--dataset", str(data), "--output-dir", str(tmp_path / "o")])
     line = _one_error_line(capsys)
     assert rc == 2 and "no column 'problem'" in line and "question" in line and "--problem-column" in line
     assert not (tmp_path / "o").exists()
@@ -51,7 +51,7 @@ def test_dataset_without_column(tmp_path, capsys):
 def test_non_utf8_dataset(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_bytes(b'{"problem": "caf\xe9", "answer": "1"}\n')
-    assert trace_main(["--dataset", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert trace_main(["--dataset", str(data), "--output-dir", str(tmp_path / "o")]) == 2
     assert "not UTF-8" in _one_error_line(capsys)
 
 

@@ -21,7 +21,7 @@ TRACE_ARGS = (
     "24",
     "--samples-per-prompt",
     "2",
-    "--batch-prompts",
+    "--batch-size",
     "16",
     "--temperature",
     "1.0",
@@ -41,7 +41,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pipeline")
-    _run("trace_gen", "--out", str(out / "traces"), *TRACE_ARGS)
+    _run("trace_gen", "--output-dir", str(out / "traces"), *TRACE_ARGS)
     _run(
         "sft",
         "run",
@@ -119,7 +119,7 @@ def test_report(run_dir):
 
 def test_rerun_resumes_without_duplicates(run_dir):
     before = (run_dir / "traces" / "manifest.jsonl").read_text()
-    _run("trace_gen", "--out", str(run_dir / "traces"), *TRACE_ARGS)  # the fixture's exact command
+    _run("trace_gen", "--output-dir", str(run_dir / "traces"), *TRACE_ARGS)  # the fixture's exact command
     assert (run_dir / "traces" / "manifest.jsonl").read_text() == before
 
 
@@ -129,7 +129,7 @@ def test_refuses_to_mix_runs(run_dir):
             sys.executable,
             "-m",
             "trace_gen",
-            "--out",
+            "--output-dir",
             str(run_dir / "traces"),
             "--n",
             "24",

@@ -253,6 +253,21 @@ class RunConfig:
         )
 
 
+def gpus_per_worker(backend: str | None, engine_args: dict, requested: float | None) -> float:
+    """GPUs Ray reserves per worker: vLLM needs one per engine rank (tensor x pipeline parallel)."""
+    if backend != "vllm":
+        return requested or 0.0
+    ranks = engine_args.get("tensor_parallel_size", 1) * engine_args.get("pipeline_parallel_size", 1)
+    if requested is None:
+        return float(ranks)
+    if ranks > 1 and requested != ranks:
+        raise UsageError(
+            f"--engine-args ask for {ranks} GPUs per engine (tensor x pipeline parallel) but "
+            f"--ray-gpus-per-worker is {requested:g}; make them equal (or drop --ray-gpus-per-worker)"
+        )
+    return requested
+
+
 def flag(name: str) -> str:
     """The flag of a RunConfig field, as messages name it."""
     f = RunConfig.__dataclass_fields__[name]
@@ -300,6 +315,8 @@ def _first_problem(c: RunConfig) -> str | None:
         return "--ray-address, --ray-gpus-per-worker and --ray-workers need --ray"
     if (c.ray_gpus_per_worker or 0) < 0:
         return f"--ray-gpus-per-worker must not be negative, got {c.ray_gpus_per_worker:g}"
+    if c.ray:
+        gpus_per_worker(c.backend, c.engine_args, c.ray_gpus_per_worker)  # raises on a mismatch
     if c.ray and c.n < c.num_shards:
         return f"--n {c.n} is the total over {c.num_shards} shards; it must be at least that"
     if c.push_to_hub and c.num_shards > 1 and not c.ray:

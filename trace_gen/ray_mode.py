@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trace_gen.config import RunConfig
+from trace_gen.config import RunConfig, gpus_per_worker
 from trace_gen.errors import BackendError, UsageError
 from trace_gen.outdir import PARTIAL
 from trace_gen.prompts import PromptRecord
@@ -54,21 +54,6 @@ def shard_targets(n: int, num_shards: int) -> list[int]:
 def shard_config(config: RunConfig, index: int, n: int) -> RunConfig:
     """The plain `--shard-index` run that is shard `index` of the --ray run `config`."""
     return config.for_shard(index, n, Path(config.output_dir) / SHARD_DIR.format(index))
-
-
-def gpus_per_worker(backend: str, engine_args: dict, requested: float | None) -> float:
-    """GPUs Ray reserves per actor: vLLM needs one per engine rank (tensor x pipeline parallel)."""
-    if backend != "vllm":
-        return requested or 0.0
-    ranks = engine_args.get("tensor_parallel_size", 1) * engine_args.get("pipeline_parallel_size", 1)
-    if requested is None:
-        return float(ranks)
-    if ranks > 1 and requested != ranks:
-        raise UsageError(
-            f"--engine-args ask for {ranks} GPUs per engine (tensor x pipeline parallel) but "
-            f"--ray-gpus-per-worker is {requested:g}; make them equal (or drop --ray-gpus-per-worker)"
-        )
-    return requested
 
 
 def check_out(out: Path, shards: list[RunConfig]) -> None:

@@ -197,7 +197,9 @@ def resolve_backend(config: RunConfig) -> tuple[RunConfig, str | None]:
 
     kind, why = pick_backend(importlib.util.find_spec("vllm") is not None, torch.cuda.device_count())
     if config.logprobs is not None and kind != "vllm":
-        raise UsageError(f"--logprobs needs --backend vllm, and none was given: {why}")
+        raise UsageError(
+            f"--logprobs needs --backend vllm; the automatic pick here is {kind} ({why}; --backend chooses)"
+        )
     return dataclasses.replace(config, backend=kind), f"backend: {kind} ({why}; --backend chooses)"
 
 

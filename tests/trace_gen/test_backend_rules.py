@@ -145,7 +145,7 @@ def test_hf_loads_the_dtype_asked(tiny_teacher):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_cli_bad_device_is_one_line_and_writes_nothing(tiny_teacher, tmp_path, capsys):
     out = tmp_path / "o"
-    argv = ["--backend", "hf", "--teacher", str(tiny_teacher), "--device", "cuda", "--out", str(out)]
+    argv = ["--backend", "hf", "--teacher", str(tiny_teacher), "--device", "cuda", "--output-dir", str(out)]
     assert main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "no GPU is visible" in err[0] and "--device cpu" in err[0]
@@ -153,11 +153,16 @@ def test_cli_bad_device_is_one_line_and_writes_nothing(tiny_teacher, tmp_path, c
 
 
 def test_cli_prints_the_backend_it_picked(tmp_path, capsys):
-    # --logprobs needs vllm: on a machine where the auto pick is hf, that is the error (nothing loads)
     import importlib.util
 
     if importlib.util.find_spec("vllm") and torch.cuda.device_count():
         pytest.skip("the auto pick here is vllm")
-    assert main(["--logprobs", "5", "--out", str(tmp_path / "o")]) == 2
+    # --logprobs needs vllm: on a machine where the auto pick is hf, that is the error (nothing loads)
+    assert main(["--logprobs", "5", "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "automatic pick here is hf" in err[0] and "--backend chooses" in err[0]
+    assert not (tmp_path / "o").exists()
+    # a run: the pick is printed once, before the teacher loads
+    assert main(["--output-dir", str(tmp_path / "o"), "--n", "1", "--samples-per-prompt", "1"]) == 0
     err = capsys.readouterr().err
-    assert "backend: hf (" in err and "--backend chooses" in err and "--backend vllm" in err
+    assert err.count("backend: hf (") == 1 and "--backend chooses" in err

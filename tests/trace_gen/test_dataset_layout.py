@@ -21,14 +21,14 @@ from datasets import load_dataset
 from trace_gen.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-FLAGS = ["--n", "6", "--samples-per-prompt", "2", "--batch-prompts", "4", "--temperature", "1.0"]
+FLAGS = ["--n", "6", "--samples-per-prompt", "2", "--batch-size", "4", "--temperature", "1.0"]
 FLAGS += ["--keep-rejected", "--backend", "hf", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("traces") / "out"
-    assert main([*FLAGS, "--out", str(out)]) == 0
+    assert main([*FLAGS, "--output-dir", str(out)]) == 0
     return out
 
 
@@ -59,10 +59,10 @@ def test_same_name_and_resumed_directories_load_their_own_rows(run_dir, tmp_path
     served the first directory's rows for a second `out/` and stale rows after a resume."""
     other = tmp_path / "b" / run_dir.name
     flags = [f if f != "6" else "2" for f in FLAGS]  # --n 2
-    assert main([*flags, "--out", str(other)]) == 0
+    assert main([*flags, "--output-dir", str(other)]) == 0
     assert len(load_dataset(str(run_dir), split="train")) == 6
     assert len(load_dataset(str(other), split="train")) == 2
-    assert main([*FLAGS, "--out", str(other)]) == 0  # resumes (the same run) up to --n 6
+    assert main([*FLAGS, "--output-dir", str(other)]) == 0  # resumes (the same run) up to --n 6
     assert len(load_dataset(str(other), split="train")) == 6
 
 
@@ -98,14 +98,14 @@ def test_offline_push_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     out = tmp_path / "o"
-    assert main([*FLAGS, "--out", str(out), "--push-to-hub", "me/traces"]) == 2
+    assert main([*FLAGS, "--output-dir", str(out), "--push-to-hub", "me/traces"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "HF_HUB_OFFLINE" in err[0]
     assert not out.exists()
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    assert main([*FLAGS, "--out", str(out), "--push-to-hub", "not a repo id"]) == 2
+    assert main([*FLAGS, "--output-dir", str(out), "--push-to-hub", "not a repo id"]) == 2
     assert "is not a hub repo id" in capsys.readouterr().err
-    assert main([*FLAGS, "--out", str(out), "--push-to-hub", "me/t", "--num-shards", "2"]) == 2
+    assert main([*FLAGS, "--output-dir", str(out), "--push-to-hub", "me/t", "--num-shards", "2"]) == 2
     assert "push the merged dataset" in capsys.readouterr().err
 
 
@@ -122,7 +122,7 @@ def test_push_uploads_the_dataset_files(tmp_path, capsys, monkeypatch):
     )
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.setdefault("upload", kw))
     out = tmp_path / "o"
-    assert main([*FLAGS, "--out", str(out), "--push-to-hub", "me/traces"]) == 0
+    assert main([*FLAGS, "--output-dir", str(out), "--push-to-hub", "me/traces"]) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["pushed_to"].endswith("/datasets/me/traces")
     assert calls["create"] == ("me/traces", {"repo_type": "dataset", "exist_ok": True})
@@ -131,7 +131,8 @@ def test_push_uploads_the_dataset_files(tmp_path, capsys, monkeypatch):
     assert Path(upload["folder_path"]) == out
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     sent = sorted(filter_repo_objects(files, allow_patterns=upload["allow_patterns"]))
-    assert sent == sorted(f for f in files if f != "manifest.jsonl")
+    # everything but the resume state and the unused rows past --n (not part of the dataset)
+    assert sent == sorted(f for f in files if f != "manifest.jsonl" and not f.startswith("unused/"))
     assert "README.md" in sent and any(re.fullmatch(r"data/train-\d+\.parquet", f) for f in sent)
 
     # A real endpoint nobody answers: one line, the traces stay, and a rerun (nothing left to
@@ -139,7 +140,7 @@ def test_push_uploads_the_dataset_files(tmp_path, capsys, monkeypatch):
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_x"}
     env |= {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     manifest = (out / "manifest.jsonl").read_text()
-    cmd = [sys.executable, "-m", "trace_gen", *FLAGS, "--out", str(out), "--push-to-hub", "me/traces"]
+    cmd = [sys.executable, "-m", "trace_gen", *FLAGS, "--output-dir", str(out), "--push-to-hub", "me/traces"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]

@@ -104,7 +104,8 @@ def test_trace_rows_are_whole(thinker, tmp_path, capsys):
     argv = [
         "--backend", "hf", "--device", "cpu", "--teacher", str(thinker), "--dataset", str(data),
         "--problem-column", "question", "--instruction", "", "--n", "10", "--samples-per-prompt", "1",
-        "--temperature", "0", "--max-new-tokens", "16", "--keep-rejected", "--out", str(tmp_path / "o"),
+        "--temperature", "0", "--max-new-tokens", "16", "--keep-rejected", "--output-dir", str(tmp_path / "o"),
+        "--allow-short",
     ]  # fmt: skip
     assert main(argv) == 0
     rows = load_dataset(str(tmp_path / "o"), data_dir="rejected", split="train").to_list()

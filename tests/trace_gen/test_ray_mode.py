@@ -1,6 +1,9 @@
 """`--ray` on a real local Ray cluster (no mocks): the same rows as plain `--shard-index` runs + merge,
-a rerun is a no-op, `kill -9` of the driver then a rerun loses nothing and duplicates nothing, and bad
-input is one line. The teacher is the committed toy teacher (the default --teacher) on the toy task."""
+a rerun is a no-op, a rerun with another --n gives what plain runs with that --n give (without
+starting Ray when every shard has the rows already), `kill -9` of the whole job (driver, Ray and its
+workers) while the workers stand at a chosen point, then a rerun, loses nothing and duplicates
+nothing, and bad input is one line. The teacher is the committed toy teacher (the default --teacher)
+on the toy task."""
 
 import json
 import os
@@ -22,13 +25,14 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
 N, SHARDS = 24, 2
 # small batches: each shard commits several parts, so a kill lands between two of them
-FLAGS = ["--samples-per-prompt", "4", "--batch-prompts", "2", "--max-new-tokens", "64", "--keep-rejected"]
+FLAGS = ["--samples-per-prompt", "4", "--batch-size", "2", "--max-new-tokens", "64", "--keep-rejected"]
+FLAGS += ["--backend", "hf", "--device", "cpu"]
 
 
 def ray_cmd(out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "trace_gen", *FLAGS, "--n", str(N), "--num-shards", str(SHARDS), "--ray",
-        "--ray-address", "local", "--out", str(out), *extra,
+        "--ray-address", "local", "--output-dir", str(out), *extra,
     ]  # fmt: skip
 
 
@@ -50,26 +54,19 @@ def error_line(capsys) -> str:
     return err[0]
 
 
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory) -> Path:
-    """What two plain `--num-shards 2 --shard-index i` runs (n split 12 + 12) and `merge` produce."""
-    base = tmp_path_factory.mktemp("plain")
+def plain_run(base: Path, n: int) -> Path:
+    """What plain `--num-shards 2 --shard-index i` runs (n split as --ray splits it) and `merge` produce."""
     shards = [base / f"shard-{i}" for i in range(SHARDS)]
-    for i, (out, n) in enumerate(zip(shards, shard_targets(N, SHARDS), strict=True)):
-        argv = [
-            *FLAGS,
-            "--n",
-            str(n),
-            "--num-shards",
-            str(SHARDS),
-            "--shard-index",
-            str(i),
-            "--out",
-            str(out),
-        ]
-        assert main(argv) == 0
+    for i, (out, target) in enumerate(zip(shards, shard_targets(n, SHARDS), strict=True)):
+        argv = [*FLAGS, "--n", str(target), "--num-shards", str(SHARDS), "--shard-index", str(i)]
+        assert main([*argv, "--output-dir", str(out)]) == 0
     assert main(["merge", str(base / "merged"), *map(str, shards)]) == 0
     return base
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Path:
+    return plain_run(tmp_path_factory.mktemp("plain"), N)
 
 
 def test_shard_targets_split_n_evenly():
@@ -87,6 +84,12 @@ def test_gpus_per_worker_follows_the_vllm_engine():
     assert gpus_per_worker("vllm", {}, 0.5) == 0.5  # two small engines per GPU
 
 
+def waiting_on(lock_file: Path) -> bool:
+    """True when some process waits for the flock on `lock_file` (a `->` line of /proc/locks)."""
+    inode = f":{os.stat(lock_file).st_ino} "
+    return any("->" in line and inode in line for line in Path("/proc/locks").read_text().splitlines())
+
+
 def test_a_second_runner_of_a_shard_waits_for_the_first(tmp_path):
     shard = tmp_path / "out" / "shard-00000"
     entered = threading.Event()
@@ -98,10 +101,16 @@ def test_a_second_runner_of_a_shard_waits_for_the_first(tmp_path):
     with shard_lock(shard):
         thread = threading.Thread(target=second)
         thread.start()
-        assert not entered.wait(0.3)  # blocked while the first holds the shard
-    assert entered.wait(5)
-    thread.join()
-    assert not shard.exists()  # the lock lives beside the shard, which stays a clean --out
+        deadline = time.monotonic() + 60
+        while not waiting_on(
+            shard.with_name(shard.name + ".lock")
+        ):  # synchronised on the kernel's lock table
+            assert thread.is_alive() and time.monotonic() < deadline, "the second runner never waited"
+            time.sleep(0.01)
+        assert not entered.is_set()  # blocked while the first holds the shard
+    thread.join(60)
+    assert entered.is_set() and not thread.is_alive()
+    assert not shard.exists()  # the lock lives beside the shard, which stays a clean --output-dir
 
 
 @pytest.mark.parametrize(
@@ -109,7 +118,7 @@ def test_a_second_runner_of_a_shard_waits_for_the_first(tmp_path):
     [
         (["--ray", "--num-shards", "2", "--shard-index", "0"], "drop --shard-index"),
         (["--ray-address", "auto"], "need --ray"),
-        (["--ray", "--ray-workers", "0"], "--ray-workers must be positive"),
+        (["--ray", "--ray-workers", "0"], "--ray-workers must be at least 1"),
         (["--ray", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
         (["--ray", "--num-shards", "4", "--n", "3"], "must be at least that"),
         (
@@ -129,7 +138,7 @@ def test_a_second_runner_of_a_shard_waits_for_the_first(tmp_path):
 )
 def test_bad_ray_flags_are_one_line(tmp_path, capsys, argv, message):
     pytest.importorskip("ray")
-    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert main([*argv, "--output-dir", str(tmp_path / "o")]) == 2
     assert message in error_line(capsys)
     assert not (tmp_path / "o").exists()
 
@@ -137,7 +146,7 @@ def test_bad_ray_flags_are_one_line(tmp_path, capsys, argv, message):
 def test_without_ray_installed_the_error_names_the_extra(tmp_path, capsys, monkeypatch):
     for name in ("ray", "ray.data"):
         monkeypatch.setitem(sys.modules, name, None)  # `import ray` raises ImportError, as when absent
-    assert main(["--ray", "--num-shards", "2", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--ray", "--num-shards", "2", "--output-dir", str(tmp_path / "o")]) == 2
     assert "pip install '.[ray]'" in error_line(capsys)
     assert not (tmp_path / "o").exists()
 
@@ -162,7 +171,7 @@ def test_ray_run_equals_plain_shards_merged_and_rerun_is_a_no_op(rows, plain, tm
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert stats["kept"] == N and stats["out"] == str(out / "merged") and stats["shards_run"] == SHARDS
+    assert stats["kept"] == N and stats["output_dir"] == str(out / "merged") and stats["shards_run"] == SHARDS
     expected = rows(plain / "merged")
     assert rows(out / "merged") == expected  # same keys, same completions (kept and rejected)
     assert len(kept_keys(out / "merged")) == N
@@ -175,6 +184,16 @@ def test_ray_run_equals_plain_shards_merged_and_rerun_is_a_no_op(rows, plain, tm
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["shards_run"] == 0  # nothing left to do
     assert rows(out / "merged") == expected
     assert {i: manifest_batches(out / f"shard-{i:05d}") for i in range(SHARDS)} == manifests
+
+    # another --n: every shard already holds the rows, so Ray is not even started; the merged set is
+    # what plain runs with that --n give, and back to N it is the first set again
+    smaller = plain_run(tmp_path / "plain-10", 10)
+    for n, reference in ((10, smaller), (N, plain)):
+        proc = subprocess.run([*ray_cmd(out)[:-2], "--n", str(n), "--output-dir", str(out)], cwd=REPO, env=ENV,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["shards_run"] == 0  # no shard sent to Ray
+        assert rows(out / "merged") == rows(reference / "merged")
 
     # another run in the same OUT is refused by the shards' run identity, before Ray starts
     assert main([*ray_cmd(out)[3:], "--seed", "1"]) == 2
@@ -209,38 +228,36 @@ def _start_time(pid: int) -> str:
 
 
 @pytest.mark.integration
-def test_kill_9_of_the_driver_then_rerun_completes_without_duplicates(rows, plain, tmp_path):
+def test_kill_9_of_the_whole_job_then_rerun_completes_without_duplicates(rows, plain, tmp_path):
+    """Every worker stops right after committing its first batch (trace_gen.testpoints); the driver
+    and every Ray process below it are then killed with SIGKILL, as a lost node would be."""
     pytest.importorskip("ray")
-    out = tmp_path / "out"
+    out, paused = tmp_path / "out", tmp_path / "paused"
+    env = {**ENV, "DISTILL_PAUSE_AT": "commit:manifest:1", "DISTILL_PAUSE_FILE": str(paused)}
     proc = subprocess.Popen(
-        ray_cmd(out), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ray_cmd(out), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 240
-    while not any(m.read_text() for m in out.glob("shard-*/manifest.jsonl")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(0.02)
+    deadline = time.monotonic() + 300
+    while not paused.exists():  # synchronised on the file the paused worker creates
+        assert proc.poll() is None and time.monotonic() < deadline, "no worker reached the point"
+        time.sleep(0.05)
     ray_processes = _descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
+    for pid, started in ray_processes:
+        if started and _start_time(pid) == started:
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
-    try:
-        assert sum(len(manifest_batches(out / f"shard-{i:05d}")) for i in range(SHARDS)) >= 1
-        assert not (out / "merged").exists()
-        assert len(kept_keys(out / "shard-00000") | kept_keys(out / "shard-00001")) < N, (
-            "kill landed too late"
-        )
+    batches = {i: manifest_batches(out / f"shard-{i:05d}") for i in range(SHARDS)}
+    assert all(b in ([], [0]) for b in batches.values()) and any(batches.values()), batches
+    assert not (out / "merged").exists()
 
-        # at once: workers orphaned by the kill may still be finishing a batch; the shard locks serialise them
-        rerun = subprocess.run(ray_cmd(out), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
-        assert rows(out / "merged") == rows(plain / "merged")  # the complete set, no duplicate keys
-        for i in range(SHARDS):
-            batches = manifest_batches(out / f"shard-{i:05d}")
-            assert len(batches) == len(set(batches)), f"shard {i} committed a batch twice: {batches}"
-        assert not list(out.rglob("*.tmp"))
-    finally:  # Ray's agents can outlive a SIGKILLed driver: end those of the killed run, by pid
-        for pid, started in ray_processes:
-            if started and _start_time(pid) == started:
-                os.kill(pid, signal.SIGKILL)
+    rerun = subprocess.run(ray_cmd(out), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rows(out / "merged") == rows(plain / "merged")  # the complete set, no duplicate keys
+    for i in range(SHARDS):
+        batches = manifest_batches(out / f"shard-{i:05d}")
+        assert len(batches) == len(set(batches)), f"shard {i} committed a batch twice: {batches}"
+    assert not list(out.rglob("*.tmp"))
 
 
 @pytest.mark.integration
@@ -261,7 +278,7 @@ def test_a_failing_teacher_is_one_line_and_nothing_is_merged(tmp_path):
         "--max-retries",
         "0",
     ]
-    cmd = [*ray_cmd(out), *backend, "--dataset", str(data)]
+    cmd = [*ray_cmd(out), *backend, "--dataset", str(data), "--allow-short"]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
