@@ -77,6 +77,8 @@ def test_sft_and_filter_read_the_layout(run_dir, tmp_path, capsys):
     assert main(["filter", str(run_dir), str(tmp_path / "f"), "--no-require-think"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["rows"] == 6
+    # inline checks used filter's dedup defaults: filter finds no duplicate left to remove
+    assert not [r for r in report["reasons"] if r.startswith("dedup:")], report["reasons"]
 
 
 def test_older_layout_is_still_read(run_dir, tmp_path):
