@@ -12,7 +12,8 @@ pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 from trace_gen.backends import SamplingConfig, make_backend
-from trace_gen.pipeline import RunSettings, run
+from trace_gen.config import RunConfig
+from trace_gen.pipeline import run
 from trace_gen.prompts import PromptRecord
 from trace_gen.records import topk_arrays
 
@@ -65,9 +66,11 @@ def test_pipeline_writes_logprob_columns_and_skips_long_prompts(backend, tmp_pat
         for i in range(3)
     ]
     prompts.append(PromptRecord("long", "x", "0", ({"role": "user", "content": " 7" * 400},)))
-    sampling = SamplingConfig(n=2, temperature=0.6, max_new_tokens=10, logprobs=4)
-    settings = RunSettings(n=100, batch_prompts=2, keep_rejected=True)
-    stats = run(backend, "tiny", prompts, sampling, settings, tmp_path, {"id": 1})
+    config = RunConfig(
+        teacher="tiny", dataset="scripted", backend="vllm", output_dir=tmp_path, n=100, batch_size=2,
+        keep_rejected=True, samples_per_prompt=2, temperature=0.6, max_new_tokens=10, logprobs=4,
+    )  # fmt: skip
+    stats = run(backend, prompts, config)
     assert stats["reasons"]["skipped:prompt_too_long"] == 1 and stats["rejected"] == 6
     rows = [r for f in sorted(tmp_path.glob("rejected/part-*.parquet")) for r in pq.read_table(f).to_pylist()]
     assert len(rows) == 6
