@@ -19,9 +19,11 @@ COMPLETION: reasoning, "</think>", a boxed 5, and R1's end-of-sentence token. PR
 one step, and its math500 accuracy is whatever it is (the test checks the numbers match the files, not them).
 """
 
+import itertools
 import json
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -40,17 +42,28 @@ PROBLEMS = [  # (id, problem, gold): the teacher's "5" is right for all but the 
     ("seven", "What is 3 + 4?", "7"),
 ]
 SAMPLES = 2  # per prompt: 8 kept, 2 rejected
+# max_position_embeddings of the real checkpoints (the tiny ones say 2048): vLLM sizes max_model_len from it
+R1_7B_CONTEXT, QWEN25_1_5B_CONTEXT = 131_072, 32_768
 CPU_SFT = ["--attn_implementation", "sdpa", "--dtype", "float32", "--bf16", "false", "--use_liger_kernel", "false",
            "--max_steps", "1", "--max_length", "512", "--save_strategy", "no", "--dataset_num_proc", "1",
            "--lint_samples", "8", "--logging_steps", "1", "--disable_tqdm", "true"]  # fmt: skip
 
 
+def with_context(src: Path, out: Path, positions: int) -> Path:
+    """A copy of the checkpoint `src` at `out` whose config gives the real model's context length."""
+    shutil.copytree(src, out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "max_position_embeddings": positions}, indent=2))
+    return out
+
+
 def rig_teacher(src: Path, out: Path) -> Path:
-    """Copy the checkpoint `src` (R1-Distill family, untied lm_head) to `out`, rigged to write PREFILL +
-    COMPLETION + eos after any prompt (see the module docstring). Asserts the chain of tokens is unambiguous."""
+    """Copy the checkpoint `src` (R1-Distill family, untied lm_head) to `out` with R1-Distill-Qwen-7B's context,
+    rigged to write PREFILL + COMPLETION + eos after any prompt (see the module docstring). Asserts the chain of
+    tokens is unambiguous."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    shutil.copytree(src, out)
+    with_context(src, out, R1_7B_CONTEXT)
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     assert not model.config.tie_word_embeddings, "needs separate input and output rows"
@@ -61,7 +74,7 @@ def rig_teacher(src: Path, out: Path) -> Path:
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
-        for k, (token, following) in enumerate(zip(chain, chain[1:])):
+        for k, (token, following) in enumerate(itertools.pairwise(chain)):
             model.model.embed_tokens.weight[token] = 0.0
             model.model.embed_tokens.weight[token, k] = 1.0  # RMSNorm makes it sqrt(hidden) = 8 along k
             model.lm_head.weight[following] = 0.0
@@ -104,6 +117,14 @@ def teacher(real_model, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def student(real_model, tmp_path_factory) -> Path:
+    """Qwen2.5-1.5B-Instruct-shaped: 151,936 rows (tied), its template and eos, its context length."""
+    return with_context(
+        real_model("qwen2", "qwen2.5"), tmp_path_factory.mktemp("e2e") / "student", QWEN25_1_5B_CONTEXT
+    )
+
+
+@pytest.fixture(scope="module")
 def problems(tmp_path_factory) -> Path:
     return write_problems(tmp_path_factory.mktemp("e2e") / "problems.jsonl")
 
@@ -124,7 +145,7 @@ def test_trace_gen_keeps_the_verified_r1_traces(traces):
 class RecordingTrainer:
     """Mixed into TRL's SFTTrainer by the test: records each batch the loss is computed on (what is trained)."""
 
-    batches: list = []
+    batches: ClassVar[list] = []
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         RecordingTrainer.batches.append({k: inputs[k].detach().clone() for k in ("input_ids", "labels")})
@@ -147,15 +168,14 @@ def trained_spans(batch: dict) -> list[list[int]]:
 
 
 @pytest.fixture(scope="module")
-def student_run(real_model, traces, tmp_path_factory):
+def student_run(student, traces, tmp_path_factory):
     """`python -m sft run` with the real LoRA recipe; the trainer's batches recorded."""
     import sft.train
     from sft.cli import main
 
     recording = type("RecordingSFTTrainer", (RecordingTrainer, sft.train.SFTTrainer), {})
     RecordingTrainer.batches.clear()
-    out = tmp_path_factory.mktemp("e2e") / "student"
-    student = real_model("qwen2", "qwen2.5")
+    out = tmp_path_factory.mktemp("e2e") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sft.train, "SFTTrainer", recording)
         rc = main(["run", "--config", str(RECIPE), "--model_name_or_path", str(student), "--traces", str(traces),
@@ -224,5 +244,9 @@ def assert_summary_matches(summary: dict, rows: list[dict], n_items: int) -> Non
     assert len(rows) == n_items == summary["n"] and len({r["id"] for r in rows}) == n_items
     correct = [r["verdict"] == "correct" for r in rows]
     assert summary["pass@1"] == pytest.approx(sum(correct) / n_items)
-    assert summary["verdicts"] == {v: sum(r["verdict"] == v for r in rows) for v in {r["verdict"] for r in rows}}
-    assert summary["truncation_rate"] == pytest.approx(sum(r["finish_reason"] == "length" for r in rows) / n_items)
+    assert summary["verdicts"] == {
+        v: sum(r["verdict"] == v for r in rows) for v in {r["verdict"] for r in rows}
+    }
+    assert summary["truncation_rate"] == pytest.approx(
+        sum(r["finish_reason"] == "length" for r in rows) / n_items
+    )
