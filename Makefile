@@ -11,7 +11,8 @@ VLLM_TESTS := tests/trace_gen/test_vllm_backend.py tests/trace_gen/test_openai_b
 	tests/trace_gen/test_r1_prefill.py \
 	tests/eval_harness/test_generation.py::test_every_backend_gives_the_same_greedy_accuracy \
 	tests/eval_harness/test_generation.py::test_cli_engine_args_reach_vllm \
-	tests/test_real_models.py::test_vllm_serves_the_r1_shaped_teacher
+	tests/test_real_models.py::test_vllm_serves_the_r1_shaped_teacher \
+	tests/test_real_e2e_vllm.py tests/test_readme.py
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1

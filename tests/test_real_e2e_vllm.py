@@ -47,3 +47,15 @@ def test_vllm_and_openai_write_the_hf_traces(backend, teacher, problems, traces,
         assert main(trace_gen_argv(backend, teacher_arg, problems, out, *extra)) == 0
     got, want = check_traces(out), check_traces(traces)
     assert [{k: r[k] for k in SAME} for r in got] == [{k: r[k] for k in SAME} for r in want]
+
+
+def test_a_context_the_teacher_cannot_hold_is_one_line(teacher, problems, tmp_path, capsys):  # noqa: F811
+    """The README's kind of mistake (max_model_len above the model's positions): one line, exit 2, nothing written."""
+    from trace_gen.cli import main
+
+    out = tmp_path / "traces"
+    engine = json.dumps({**CPU_ENGINE, "max_model_len": 200_000})  # R1-Distill-Qwen-7B has 131,072 positions
+    assert main(trace_gen_argv("vllm", teacher, problems, out, "--engine-args", engine)) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "max_model_len (200000)" in errors[0] and "131072" in errors[0], errors
+    assert not out.exists()
