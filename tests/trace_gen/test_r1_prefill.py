@@ -118,7 +118,8 @@ def test_trace_rows_are_whole(thinker, tmp_path, capsys):
         if "</think>" in content:
             assert row["reasoning"].startswith("<think>") and row["reasoning"].endswith("</think>")
         else:  # cut inside the reasoning: no answer part, so nothing in the reasoning is graded
-            assert row["reasoning"] == "" and row["verdict_reason"] == "no answer: <think> never closed"
+            assert row["reasoning"] == content.strip() and row["answer"] == ""
+            assert row["verdict_reason"] == "no answer: <think> never closed"
     assert any("</think>" in row["completion"] for row in rows)
 
 
