@@ -31,7 +31,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_real_e2e import CPU_SFT, QWEN25_1_5B_CONTEXT, rig_teacher, with_context, write_problems
+from tests.test_real_e2e import (
+    CPU_SFT,
+    QWEN25_1_5B_CONTEXT,
+    problems,  # noqa: F401 (fixture)
+    rig_teacher,
+    teacher,  # noqa: F401 (fixture)
+    traces,  # noqa: F401 (fixture): trace_gen's hf run with --keep-rejected
+    with_context,
+    write_problems,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +126,23 @@ def test_every_command_parses(argv):
             assert not unknown, f"unknown flags {unknown} in {argv}"
     except SystemExit:
         pytest.fail(f"the README's command does not parse (see the usage error above): {shlex.join(argv)}")
+
+
+def test_the_trace_directory_holds_what_the_readme_lists(traces):  # noqa: F811
+    """The file listing under "The trace directory is a dataset" (paths under runs/traces/) matches a real run."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    listing = readme.split("### The trace directory is a dataset", 1)[1].split("```", 2)[1]
+    names = []
+    for line in listing.strip().splitlines():
+        first, *rest = line.split("  ", 1)[0].split(", ")
+        assert first.startswith("runs/traces/"), line
+        first = first.removeprefix("runs/traces/")
+        names += [first, *(str(Path(first).parent / name) for name in rest)]
+    assert len(names) >= 5, listing
+    for name in names:
+        assert list(traces.glob(name)), (
+            f"README lists runs/traces/{name}; a run wrote {sorted(traces.rglob('*'))}"
+        )
 
 
 # --- running the blocks ---------------------------------------------------------------------------------------
