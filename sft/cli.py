@@ -1,8 +1,9 @@
-"""`python -m sft run [--config configs/sft/NAME.yaml] [--field value ...]`.
+"""`python -m sft run|on-policy [--config configs/sft/NAME.yaml] [--field value ...]`.
 
 Usage:
     python -m sft run                                   # embedded toy default (configs/sft/toy_student.yaml)
     python -m sft run --config configs/sft/toy_student.yaml --traces runs/demo/traces --output_dir runs/s
+    python -m sft on-policy --config configs/sft/toy_on_policy.yaml   # after `sft run`: sft/on_policy.py
 """
 
 import difflib
@@ -11,18 +12,25 @@ import sys
 from pathlib import Path
 
 import yaml
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import DistillationConfig, ModelConfig, SFTConfig, TrlParser
 
 from sft.config import DEFAULT_CONFIG, DistillArguments
 from sft.errors import UsageError
+from sft.on_policy_config import OnPolicyArguments
 
 DATACLASSES = (DistillArguments, SFTConfig, ModelConfig)
+ON_POLICY_DATACLASSES = (OnPolicyArguments, DistillationConfig, ModelConfig)
+ON_POLICY_CONFIG = DEFAULT_CONFIG.parent / "toy_on_policy.yaml"
 
 
 def make_parser(subparsers=None) -> TrlParser:
     if subparsers is not None:
         return subparsers.add_parser("run", help="Fine-tune a student on traces", dataclass_types=DATACLASSES)
     return TrlParser(DATACLASSES, prog="python -m sft run")
+
+
+def make_on_policy_parser() -> TrlParser:
+    return TrlParser(ON_POLICY_DATACLASSES, prog="python -m sft on-policy")
 
 
 def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
@@ -69,19 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         print("\nsubcommands:\n  run    fine-tune a student on traces (see `python -m sft run --help`)")
+        print("  on-policy  distil the student on its own samples (see `python -m sft on-policy --help`)")
         return 0
-    if argv[0] != "run":
-        print(f"error: unknown subcommand {argv[0]!r}; use `python -m sft run ...`", file=sys.stderr)
+    if argv[0] not in ("run", "on-policy"):
+        print(
+            f"error: unknown subcommand {argv[0]!r}; use `python -m sft run|on-policy ...`", file=sys.stderr
+        )
         return 2
-    argv = argv[1:]
+    command, argv = argv[0], argv[1:]
     if (
         "--config" not in argv
         and not any(a.startswith("--config=") for a in argv)
         and "-h" not in argv
         and "--help" not in argv
     ):
-        argv = ["--config", str(DEFAULT_CONFIG), *argv]
-    parser = make_parser()
+        argv = ["--config", str(DEFAULT_CONFIG if command == "run" else ON_POLICY_CONFIG), *argv]
+    parser = make_parser() if command == "run" else make_on_policy_parser()
     try:
         config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
         argv = _cpu_defaults(argv, config)
@@ -89,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)
         return 2
-    from sft.train import run  # heavy imports only after arguments are valid
+    if command == "run":
+        from sft.train import run  # heavy imports only after arguments are valid
+    else:
+        from sft.on_policy import run
 
     try:
         run(args, training_args, model_args)

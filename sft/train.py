@@ -87,6 +87,34 @@ def load_teacher(args: DistillArguments, training_args: SFTConfig):
     )
 
 
+def student_peft_config(model, model_args: ModelConfig):
+    """TRL's LoRA config from ModelConfig (None: full fine-tuning)."""
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None and peft_config.modules_to_save and model.config.tie_word_embeddings:
+        # Training embed_tokens (modules_to_save) on a tied model must train lm_head with it; without
+        # this peft trains a copy of the input embedding while the output projection stays frozen.
+        peft_config.ensure_weight_tying = True
+    return peft_config
+
+
+def merge_and_save(trainer, tokenizer, model_args: ModelConfig, out: Path) -> Path:
+    """Merge the adapter saved at `out` into its base and save it with the tokenizer at `out/merged`."""
+    final = out / "merged"
+    # merge into the unquantized base, not into rounded 4-bit weights
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        base_model = AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path,
+            dtype=_dtype(model_args.dtype),
+            revision=model_args.model_revision,
+        )
+        merged = PeftModel.from_pretrained(base_model, str(out)).merge_and_unload()
+    else:
+        merged = trainer.model.merge_and_unload()
+    merged.save_pretrained(str(final))
+    tokenizer.save_pretrained(str(final))
+    return final
+
+
 def run_lint(args, training_args, model_args, tokenizer, dataset) -> str:
     student_vocab = teacher_vocab = None
     if args.kd_source == "online":
@@ -149,11 +177,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         trainer_kwargs["teacher_model"] = load_teacher(args, training_args)
 
     model = load_student(model_args, training_args)
-    peft_config = get_peft_config(model_args)
-    if peft_config is not None and peft_config.modules_to_save and model.config.tie_word_embeddings:
-        # Training embed_tokens (modules_to_save) on a tied model must train lm_head with it; without
-        # this peft trains a copy of the input embedding while the output projection stays frozen.
-        peft_config.ensure_weight_tying = True
+    peft_config = student_peft_config(model, model_args)
     common = dict(
         model=model,
         args=training_args,
@@ -181,20 +205,8 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         return out
     tokenizer.save_pretrained(str(out))
     final = out
-    quantized = model_args.load_in_4bit or model_args.load_in_8bit
     if model_args.use_peft and args.merge_adapter:
-        final = out / "merged"
-        if quantized:  # merge into the unquantized base, not into rounded 4-bit weights
-            base_model = AutoModelForCausalLM.from_pretrained(
-                model_args.model_name_or_path,
-                dtype=_dtype(model_args.dtype),
-                revision=model_args.model_revision,
-            )
-            merged = PeftModel.from_pretrained(base_model, str(out)).merge_and_unload()
-        else:
-            merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(str(final))
-        tokenizer.save_pretrained(str(final))
+        final = merge_and_save(trainer, tokenizer, model_args, out)
     if args.export_4bit:
         summary["export_4bit"] = str(export_4bit(final, out / "merged-4bit", training_args))
         tokenizer.save_pretrained(summary["export_4bit"])
