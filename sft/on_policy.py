@@ -40,7 +40,7 @@ def run(args: OnPolicyArguments, training_args: DistillationConfig, model_args: 
     """Train, save, merge. Returns the directory of the standalone student (None: lint only)."""
     specs = _check_arguments(args, training_args)
     base_args = _student_base(model_args)
-    tokenizer = load_tokenizer(model_args, training_args)
+    tokenizer = _student_tokenizer(model_args, base_args, training_args)
     dataset = load_prompt_set(args, list(specs))
     servers = {
         name: ServerTeacher(name, spec, args.teacher_top_k, args.teacher_server_model, args.teacher_api_key_env,
@@ -143,13 +143,23 @@ def _student_base(model_args: ModelConfig) -> ModelConfig:
     return dataclasses.replace(model_args, model_name_or_path=base)
 
 
+def _student_tokenizer(model_args: ModelConfig, base_args: ModelConfig, training_args):
+    """The tokenizer saved with the student (`sft run` saves it beside the adapter), else its base's."""
+    adapter_dir = Path(model_args.model_name_or_path)
+    if base_args is not model_args and (adapter_dir / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(adapter_dir, trust_remote_code=training_args.trust_remote_code)
+    return load_tokenizer(base_args, training_args)
+
+
 def _load_student(model_args: ModelConfig, base_args: ModelConfig, training_args):
     """(student, peft_config for TRL): a model with a new LoRA or none, or an adapter directory's PeftModel."""
     model = load_student(base_args, training_args)
     if base_args is model_args:
         return model, student_peft_config(model, model_args)
     model = PeftModel.from_pretrained(model, model_args.model_name_or_path, is_trainable=model_args.use_peft)
-    return (model if model_args.use_peft else model.merge_and_unload()), None
+    if model_args.use_peft:
+        return model, None
+    return model.merge_and_unload().requires_grad_(True), None  # peft froze the base weights
 
 
 def _lint(args, training_args, base_args, tokenizer, dataset, specs, servers) -> tuple[LintReport, int]:

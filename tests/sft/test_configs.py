@@ -6,7 +6,7 @@ import pytest
 import yaml
 from accelerate.commands.config.config_args import ClusterConfig
 
-from sft.cli import make_parser
+from sft.cli import make_on_policy_parser, make_parser
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -17,7 +17,8 @@ def test_sft_config_parses(path):
     assert text.startswith("#"), "each config opens with its hardware and exact command"
     # the GPU recipes say bf16: true, which TrainingArguments refuses on a CPU-only machine
     argv = ["--config", str(path), "--bf16", "false"]
-    args, _, _ = make_parser().parse_args_and_config(argv)
+    parser = make_on_policy_parser() if path.stem.endswith("_on_policy") else make_parser()  # sft on-policy
+    args, _, _ = parser.parse_args_and_config(argv)
     keys = set(yaml.safe_load(text))
     assert keys, path
     if "kd_source" in keys:
