@@ -1,0 +1,31 @@
+"""Root fixtures: real-shape tokenizers and tiny random models (see tests/real_models.py for what is real).
+
+`real_tok(family)` -> the family's tokenizer loaded with AutoTokenizer (e.g. "r1-distill", "qwen2.5").
+`real_model(arch, family, vocab_size=None, seed=0)` -> Path of a hub-like checkpoint directory, e.g.
+`real_model("qwen2", "r1-distill", 152_064)` for an R1-Distill-Qwen-7B-shaped teacher.
+Both are session-scoped factories; files are built once per process, `real_tok` returns a fresh
+(mutable) tokenizer each call.
+"""
+
+import os
+
+import pytest
+
+from tests.real_models import real_tokenizer_dir, tiny_model_dir
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def real_tok():
+    from transformers import AutoTokenizer
+
+    def load(family: str):
+        return AutoTokenizer.from_pretrained(real_tokenizer_dir(family))
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def real_model():
+    return tiny_model_dir
