@@ -301,3 +301,42 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(toy, tmp_path):
     assert summary["global_step"] == 12
     state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
     assert [h["step"] for h in state["log_history"] if "loss" in h] == list(range(1, 13))
+
+
+def real_cli(student, teacher, out, *extra):
+    argv = ["on-policy", "--model_name_or_path", str(student), "--teacher_model_name_or_path", str(teacher),
+            "--teacher_dtype", "float32", "--prompts", "toy", "--max_prompts", "8", "--output_dir", str(out),
+            "--max_steps", "1", "--per_device_train_batch_size", "2", "--max_completion_length", "8",
+            "--lint_samples", "2", "--disable_tqdm", "true", "--save_strategy", "no", "--use_peft", "true",
+            "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj", *extra]  # fmt: skip
+    return main(argv)
+
+
+def test_real_vocab_r1_distill_1_5b_from_7b_shapes_compares_the_151665_tokens(real_model, tmp_path, capsys):
+    """R1-Distill-Qwen-1.5B (151,936 rows) from R1-Distill-Qwen-7B (152,064 rows): one tokenizer of 151,665
+    tokens, whose template prefills <think>; the loss compares those tokens."""
+    student = real_model("qwen2", "r1-distill")
+    teacher = real_model("qwen2", "r1-distill", 152_064, seed=1)
+    out = tmp_path / "op"
+    assert real_cli(student, teacher, out) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "lm_head rows differ (student 151,936, default 152,064); the loss compares the tokenizer's 151,665"
+        in printed
+    )
+    assert "the generation prompt prefills '<think>'" in printed
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["scored_vocab"] == 151_665 and summary["global_step"] == 1 and summary["train_loss"] > 0
+
+
+def test_real_vocab_qwen_student_with_an_r1_distill_teacher_is_refused(real_model, tmp_path, capsys):
+    """Same 151,643 BPE tokens, but R1-Distill puts other special tokens at Qwen's ids: one line."""
+    student = real_model("qwen2", "qwen2.5")
+    teacher = real_model("qwen2", "r1-distill", 152_064, seed=1)
+    assert real_cli(student, teacher, tmp_path / "never") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert (
+        len(errors) == 1
+        and "tokenizers differ at id 151643 ('<|endoftext|>' vs '<｜end▁of▁sentence｜>')" in errors[0]
+    )
+    assert not (tmp_path / "never").exists()
