@@ -244,6 +244,35 @@ def test_cli_full_fine_tune_with_a_4bit_teacher_from_an_adapter_directory(toy, t
     assert any(not torch.equal(sft_merged[k], trained[k]) for k in sft_merged)
 
 
+def test_cli_routes_problems_to_teachers_by_a_column(toy, tmp_path, capsys):
+    """A problems file in trace_gen's input format with a `domain` column and two teachers."""
+    other = tmp_path / "teacher2"
+    init_model("teacher", toy.tokenizer, str(other), seed=5)
+    problems = tmp_path / "problems.jsonl"
+    lines = [
+        {"problem": p.problem, "domain": "math" if i % 3 else "code"} for i, p in enumerate(toy.problems[:12])
+    ]
+    problems.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "routed"
+    routing = ["--teachers", f"math={toy.teacher}", f"code={other}", "--teacher_column", "domain"]
+    assert run_cli(toy, out, "--prompts", str(problems), "--teacher_model_name_or_path", "", *routing) == 0
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["teachers"] == {"math": str(toy.teacher), "code": str(other)} and summary["prompts"] == 12
+    assert "vocab: student = teachers = " in capsys.readouterr().out
+    lines[4]["domain"] = "poetry"
+    problems.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert (
+        run_cli(
+            toy, tmp_path / "never", "--prompts", str(problems), "--teacher_model_name_or_path", "", *routing
+        )
+        == 2
+    )
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "domain='poetry' names no teacher; teachers are math, code" in errors[0], (
+        errors
+    )
+
+
 def test_bad_input_is_one_line_before_training(toy, tmp_path, capsys):
     config = Qwen3Config.from_pretrained(toy.teacher)
     config.vocab_size -= 7  # fewer rows than the tokenizer has tokens
