@@ -15,7 +15,7 @@ arm the mean accuracy over seeds with a 95% t-interval, and each arm minus sft p
 95% paired bootstrap over problems.
 
 Usage:
-    python scripts/on_policy_lab.py [--demo runs/demo] [--out runs/on_policy] [--steps 100] [--seeds 0 1 2]
+    python scripts/on_policy_lab.py [--demo runs/demo] [--out runs/on_policy] [--steps 100] [--seeds 0 1 2] [--limit N]
 """
 
 import argparse
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/on_policy"))
     p.add_argument("--steps", type=int, default=100, help="extra training steps per arm")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems only")
     args = p.parse_args(argv)
     py, out, timings = sys.executable, args.out.resolve(), {}
     args.demo = args.demo.resolve()
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         side_by_side(stages, out / "logs", timings)
     eval_cmd = [py, "-m", "eval_harness", "compare", "--benchmarks", "toy", "--output-dir", str(out / "eval"),
                 "--models", *[f"{k}={v}" for k, v in models.items()]]  # fmt: skip
-    stage("eval_harness: every model on the 300 held-out toy problems", eval_cmd, timings)
+    eval_cmd += ["--limit", str(args.limit)] if args.limit else []
+    stage("eval_harness: every model on the held-out toy problems", eval_cmd, timings)
     commands.append(" ".join(eval_cmd[1:]))
     report = json.loads((out / "eval" / "report.json").read_text())
     summary = summarise(report, out / "eval", args.seeds)

@@ -67,11 +67,8 @@ class OnPolicyDistillTrainer(DistillationTrainer):
         super().__init__(*args, teacher_model=None, **kwargs)
         self.teachers = teachers
         self.lmbda, self.samples_per_prompt = lmbda, samples_per_prompt
-        self.kd_temperature, self.teacher_top_k, self.kd_chunk_size = (
-            kd_temperature,
-            teacher_top_k,
-            kd_chunk_size,
-        )
+        self.kd_temperature, self.kd_chunk_size = kd_temperature, kd_chunk_size
+        self.teacher_top_k = teacher_top_k
         self.scored_vocab, self.think_close, self.unclosed_think = scored_vocab, think_close, unclosed_think
         self._wrapped_teachers = {}
         for index, teacher in enumerate(teachers):
