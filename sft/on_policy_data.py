@@ -82,13 +82,14 @@ def _trace_rows(args: OnPolicyArguments) -> list[dict]:
     if args.teacher_column and args.teacher_column not in ds.column_names:
         raise UsageError(f"{args.prompts} has no column {args.teacher_column!r} to route teachers by")
     rows, seen = [], set()
+    routes = ds[args.teacher_column] if args.teacher_column else None
     for i, messages in enumerate(ds["messages"]):
         messages = list(messages)
         has_answer = bool(messages) and messages[-1]["role"] == "assistant"
         prompt = messages[:-1] if has_answer else messages
         row = {"prompt": prompt, "completion": [messages[-1]] if has_answer else None}
         if args.teacher_column:
-            row["teacher"] = ds[i][args.teacher_column]
+            row["teacher"] = routes[i]
         if args.lmbda == 1:  # prompts only: each prompt once, however many traces it has
             key = json.dumps(prompt, sort_keys=True)
             if key in seen:
