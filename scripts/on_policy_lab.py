@@ -101,7 +101,10 @@ def summarise(report: dict, eval_dir: Path, seeds: list[int]) -> dict:
         arms[arm] = {
             "per_seed": accs.round(4).tolist(),
             "mean": round(float(accs.mean()), 4),
-            "ci95_seeds": [round(float(accs.mean() - half), 4), round(float(accs.mean() + half), 4)],
+            "ci95_seeds": [
+                round(max(0.0, float(accs.mean() - half)), 4),
+                round(min(1.0, float(accs.mean() + half)), 4),
+            ],
             "minus_sft": round(float((grid[arm] - grid["sft"]).mean()), 4),
             "minus_sft_ci95_problems": [round(x, 4) for x in paired_bootstrap(grid[arm], grid["sft"])],
         }
@@ -124,10 +127,14 @@ def write_markdown(out: Path, summary: dict, meta: dict) -> None:
         f"Each arm: {meta['steps']} more LoRA steps of 32 sequences, seeds {meta['seeds']}; greedy accuracy on "
         f"{s['problems']} held-out problems.",
         "",
-        "| arm | per seed | mean [95% t-interval over seeds] | arm - sft [95% paired bootstrap over problems] |",
-        "|---|---|---|---|",
+        "| arm | per seed | mean [95% t-interval over seeds] | arm - sft [95% paired bootstrap over problems] "
+        "| tokens/s generation / training |",
+        "|---|---|---|---|---|",
     ]
     for arm, a in s["arms"].items():
+        runs = [meta["run_summaries"][f"{arm}_s{seed}"] for seed in meta["seeds"]]
+        speeds = [[r.get(f"tokens_per_s_{k}") for r in runs] for k in ("generation", "training")]
+        speed = " / ".join("-" if None in v else f"{sum(v) / len(v):.0f}" for v in speeds)
         diff = (
             "-"
             if arm == "sft"
@@ -135,7 +142,7 @@ def write_markdown(out: Path, summary: dict, meta: dict) -> None:
         )
         lines.append(
             f"| {arm} | {', '.join(f'{x:.3f}' for x in a['per_seed'])} | {a['mean']:.3f} "
-            f"[{a['ci95_seeds'][0]:.3f}, {a['ci95_seeds'][1]:.3f}] | {diff} |"
+            f"[{a['ci95_seeds'][0]:.3f}, {a['ci95_seeds'][1]:.3f}] | {diff} | {speed} |"
         )
     lines += [
         "",
@@ -200,13 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             cmd = arm_command(py, arm, student, traces, out / f"{arm}_s{seed}", args.steps, seed)
             stages[f"{arm} seed {seed}"] = cmd
             models[f"{arm}_s{seed}"] = str(out / f"{arm}_s{seed}" / "merged")
-            commands.append(" ".join(cmd[1:]))
+            commands.append(" ".join(["python", *cmd[1:]]))
         side_by_side(stages, out / "logs", timings)
     eval_cmd = [py, "-m", "eval_harness", "compare", "--benchmarks", "toy", "--output-dir", str(out / "eval"),
                 "--models", *[f"{k}={v}" for k, v in models.items()]]  # fmt: skip
     eval_cmd += ["--limit", str(args.limit)] if args.limit else []
     stage("eval_harness: every model on the held-out toy problems", eval_cmd, timings)
-    commands.append(" ".join(eval_cmd[1:]))
+    commands.append(" ".join(["python", *eval_cmd[1:]]))
     report = json.loads((out / "eval" / "report.json").read_text())
     summary = summarise(report, out / "eval", args.seeds)
     meta = {

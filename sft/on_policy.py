@@ -80,7 +80,7 @@ def run(args: OnPolicyArguments, training_args: DistillationConfig, model_args: 
     if isinstance(trainer.model, PeftModel) and args.merge_adapter:
         final = merge_and_save(trainer, tokenizer, base_args, out)
     (out / "lint_report.txt").write_text(text + "\n")
-    logged = [h for h in trainer.state.log_history if "loss" in h]
+    logged = trainer.state.log_history  # per logging step, and the final summary entry
     summary = {
         "prompts": len(dataset),
         "mode": "qlora"
