@@ -2,15 +2,19 @@
 
 Usage:
     python -m eval_harness --model PATH --benchmarks math500,gsm8k,aime24,amc23,humaneval \\
-        --samples 4 --backend vllm --output-dir runs/eval
+        --samples 4 --backend vllm --engine-args '{"tensor_parallel_size": 2, "max_model_len": 34816}' \\
+        --output-dir runs/eval
     python -m eval_harness --responses runs/eval/samples/math500-<hash>.jsonl --benchmarks math500 --output-dir runs/rescore
     python -m eval_harness --oracle --benchmarks math500,gsm8k,humaneval --output-dir runs/oracle
     python -m eval_harness --model PATH --custom my_set.jsonl --custom-type math \\
         --problem-field question --answer-field final --output-dir runs/mine
-    python -m eval_harness compare --models teacher=PATH student=PATH --benchmarks toy --output-dir runs/cmp
+    python -m eval_harness compare --models teacher=PATH student=PATH --benchmarks math500 --limit 100 \\
+        --output-dir runs/cmp
 
 Generation defaults are per benchmark: R1's (temperature 0.6, top_p 0.95, 32,768 new tokens) for the
 real ones, greedy with 128 new tokens for the toy; --temperature/--top-p/--max-new-tokens override.
+New tokens are capped to what the model's context leaves after each prompt (a warning says so).
+Without --backend: vllm when it is installed and a GPU is visible, else hf (the choice is printed).
 Writes OUTPUT_DIR/summary.json ({"benchmarks": {name: {"pass@1": ..., "n": ...}}}, fractions 0-1),
 summary.md, and per-sample rows under OUTPUT_DIR/samples/ (a rerun with the same settings resumes).
 """
@@ -23,8 +27,9 @@ from pathlib import Path
 from eval_harness.benchmarks import BENCHMARKS
 from eval_harness.benchmarks.custom import KINDS, CustomBenchmark
 from trace_gen.backends import BACKENDS
+from trace_gen.backends.base import DTYPES
 from trace_gen.cli import json_object
-from trace_gen.errors import UsageError
+from trace_gen.errors import BackendError, UsageError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -46,7 +51,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=int, default=64, help="prompts per generate call (and per saved chunk)"
     )
-    p.add_argument("--backend", choices=BACKENDS, default="hf")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="default: vllm when it is installed and a GPU is visible, else hf (printed)",
+    )
+    p.add_argument(
+        "--engine-args",
+        type=json_object,
+        default={},
+        help='vllm: JSON of vllm.EngineArgs fields, e.g. \'{"tensor_parallel_size": 2, "max_model_len": 34816}\'',
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="hf: auto (the GPU(s) when visible, several via device_map='auto'), cpu, cuda or cuda:N",
+    )
+    p.add_argument(
+        "--dtype", choices=DTYPES, default="auto", help="hf: auto = bfloat16 on GPU, float32 on CPU"
+    )
     g = p.add_argument_group("openai backend (an OpenAI-compatible server; --model is the served name)")
     g.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="server URL")
     g.add_argument(
@@ -148,9 +172,19 @@ def _check_model(path: str) -> None:
 
 
 def _backend_options(args) -> dict:
-    if args.backend != "openai":
-        return {}
+    if args.backend == "hf":
+        return {"device": args.device, "dtype": args.dtype}
+    if args.backend == "vllm":
+        return {"engine_args": args.engine_args}
     return {"base_url": args.base_url, "api_key_env": args.api_key_env, "extra_body": args.extra_body}
+
+
+def _resolve_backend(args) -> None:
+    """--backend when not given: vllm when it is installed and a GPU is visible, else hf (printed)."""
+    if args.backend is None:
+        from trace_gen.backends.base import auto_backend
+
+        args.backend = auto_backend()
 
 
 def _samplings(args, benches: list) -> dict:
@@ -178,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_compare:
             return _compare(args, benches)
         return _evaluate(args, benches)
-    except UsageError as err:
+    except (UsageError, BackendError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -200,6 +234,7 @@ def _evaluate(args, benches: list) -> int:
         responses = {b.NAME: ev.oracle_completions(b, items[b.NAME]) for b in benches}
         source = {"oracle": True}
     else:
+        _resolve_backend(args)
         source = {"model": args.model, "backend": args.backend}
 
     with MathVerifierPool(workers=args.verify_workers, timeout_s=args.verify_timeout) as pool:
@@ -207,9 +242,12 @@ def _evaluate(args, benches: list) -> int:
             from trace_gen.backends import make_backend
 
             backend = make_backend(args.backend, args.model, args.batch_size, **_backend_options(args))
-            results = ev.evaluate_model(
-                backend, benches, items, samplings, pool, samples_dir, args.model, args.backend
-            )
+            try:
+                results = ev.evaluate_model(
+                    backend, benches, items, samplings, pool, samples_dir, args.model, args.backend
+                )
+            finally:
+                backend.close()
         else:
             results = {}
             for b in benches:
@@ -238,6 +276,7 @@ def _compare(args, benches: list) -> int:
         _check_model(path)
     samplings = _samplings(args, benches)
     items = {b.NAME: b.load(args.limit) for b in benches}
+    _resolve_backend(args)
 
     def backend_for(path: str):
         return make_backend(args.backend, path, args.batch_size, **_backend_options(args))

@@ -57,7 +57,7 @@ def compare(
             latency = measure_latency(backend, benches[0], samplings[names[0]], latency_prompts)
             if not tokens:  # every sample was resumed from disk: the latency runs give the speed
                 tokens, seconds = backend.generated_tokens, backend.generate_seconds
-            del backend
+            backend.close()  # frees the weights (and a vLLM engine's GPUs) before the next model loads
             params, size_mb = model_size(path)
             report["models"][name] = {
                 "path": path,

@@ -2,8 +2,9 @@
 the benchmark's own reference solutions (`--oracle`); verdicts come from trace_gen.verify.
 
 Per-sample rows go to `<samples_dir>/<benchmark>-<settings hash>.jsonl`, one JSON line per
-(item id, sample index): id, sample, completion, finish_reason, num_tokens, answer, verdict, reason,
-settings. Generation runs in chunks of `backend.batch_size` prompts (chunk seed = seed + index of its
+(item id, sample index): id, sample, completion (the whole assistant text: a `<think>` the chat
+template prefilled comes first, so a sample cut off inside its reasoning has no answer to grade),
+finish_reason, num_tokens, answer, verdict, reason, settings. Generation runs in chunks of `backend.batch_size` prompts (chunk seed = seed + index of its
 first item) and appends a chunk's rows once they are scored; a rerun with the same settings reuses
 every complete chunk and regenerates the others whole, so a resumed run gives the same rows as an
 uninterrupted one. A per-sample file is itself a valid `--responses` file.
@@ -22,7 +23,6 @@ from eval_harness.metrics import summarise
 from trace_gen.backends.base import SamplingConfig
 from trace_gen.errors import UsageError
 from trace_gen.verify import MathVerifierPool, Verdict, check_humaneval_many
-from trace_gen.verify.math import no_answer_verdict
 
 CODE_WORKERS = 2  # sandboxed HumanEval programs run at once
 
@@ -42,13 +42,9 @@ def score(bench, items: list[Item], completions: list[str], pool: MathVerifierPo
     answers = [bench.extract(c) for c in completions]
     if bench.KIND == "math":
         futures = [
-            pool.submit_answer(a, item.gold) if a is not None else None
-            for item, a in zip(items, answers, strict=True)
+            pool.submit(c, item.gold, bench.EXTRACTORS) for item, c in zip(items, completions, strict=True)
         ]
-        verdicts = [
-            f.result() if f is not None else no_answer_verdict(c, bench.EXTRACTORS)
-            for f, c in zip(futures, completions, strict=True)
-        ]
+        verdicts = [f.result() for f in futures]
         return [
             {"answer": a, "verdict": v.verdict, "reason": v.reason}
             for a, v in zip(answers, verdicts, strict=True)

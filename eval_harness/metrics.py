@@ -9,8 +9,9 @@ from collections import Counter
 
 import numpy as np
 
+from trace_gen.verify import normalise_answer
+
 BOOTSTRAP_RESAMPLES = 1000
-_NOISE = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\ ", "$", "\\dfrac", "\\tfrac")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 
 
@@ -25,19 +26,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def answer_key(answer: str | None, correct: bool) -> str | None:
     """The group an answer votes for in maj@k: all correct answers are one group (they all equal the
-    gold); others by a cheap normal form (spacing and sizing dropped, numbers by value)."""
+    gold); others by the verifier's normal form (trace_gen.verify.normalise_answer), numbers by value."""
     if answer is None:
         return None
     if correct:
         return "<correct>"
-    text = answer
-    for noise in _NOISE:
-        text = text.replace(noise, "\\frac" if noise.endswith("frac") else "")
-    text = "".join(text.split()).rstrip(".").replace("{,}", "")
+    text = normalise_answer(answer)
     if text.startswith("\\text{") and text.endswith("}"):
         text = text[len("\\text{") : -1]
-    if _NUMBER.fullmatch(text.replace(",", "")):
-        return repr(float(text.replace(",", "")))
+    if _NUMBER.fullmatch(text):
+        return repr(float(text))
     return text
 
 

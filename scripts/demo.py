@@ -69,6 +69,8 @@ def sft_cmd(py: str, traces: Path, out: Path, max_steps: int, *extra: str) -> li
         "-m",
         "sft",
         "run",
+        "--config",
+        str(REPO / "configs" / "sft" / "toy_student.yaml"),
         "--traces",
         str(traces),
         "--output_dir",
@@ -91,9 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     traces = out / "traces"
     start = time.perf_counter()
     sampling = ["--samples-per-prompt", "4", "--temperature", "0.6", "--keep-rejected"]
+    # the published numbers are CPU fp32 transformers; without this a GPU machine would pick vLLM/bf16
+    cpu = ["--backend", "hf", "--device", "cpu"]
     stage(
         "trace_gen: sample and verify teacher traces",
-        [py, "-m", "trace_gen", "--out", str(traces), "--n", str(args.n), *sampling],
+        [py, "-m", "trace_gen", "--out", str(traces), "--n", str(args.n), *sampling, *cpu],
         timings,
     )
     training = {"sft: LoRA student on verified traces": sft_cmd(py, traces, out / "student", args.max_steps)}
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         models["student_unfiltered"] = str(out / "student_unfiltered" / "merged")
     side_by_side(training, out / "logs", timings)
     models["student_untrained"] = str(ASSETS / "student_base")
-    cmd = [py, "-m", "eval_harness", "compare", "--benchmarks", "toy", "--output-dir", str(out)]
+    cmd = [py, "-m", "eval_harness", "compare", "--benchmarks", "toy", "--output-dir", str(out), *cpu]
     cmd += ["--models", *[f"{k}={v}" for k, v in models.items()]]
     if args.limit:
         cmd += ["--limit", str(args.limit)]

@@ -1,7 +1,12 @@
 """`python -m sft run|on-policy [--config configs/sft/NAME.yaml] [--field value ...]`.
 
+Without --config only the toy demo runs (configs/sft/toy_student.yaml: the toy student on runs/demo/traces).
+Naming a model or traces needs a recipe: the toy one is sized for a 0.17M-parameter model (max_length 256,
+lr 3e-3, trains the embedding) and must never reach a real model silently.
+
 Usage:
-    python -m sft run                                   # embedded toy default (configs/sft/toy_student.yaml)
+    python -m sft run                                   # the toy demo (configs/sft/toy_student.yaml)
+    python -m sft run --config configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml --traces runs/r1/traces
     python -m sft run --config configs/sft/toy_student.yaml --traces runs/demo/traces --output_dir runs/s
     python -m sft on-policy --config configs/sft/toy_on_policy.yaml   # after `sft run`: sft/on_policy.py
 """
@@ -21,6 +26,16 @@ from sft.on_policy_config import OnPolicyArguments
 DATACLASSES = (DistillArguments, SFTConfig, ModelConfig)
 ON_POLICY_DATACLASSES = (OnPolicyArguments, DistillationConfig, ModelConfig)
 ON_POLICY_CONFIG = DEFAULT_CONFIG.parent / "toy_on_policy.yaml"
+
+
+NEEDS_RECIPE = ("--model_name_or_path", "--traces")  # naming either means "not the toy demo"
+RECIPE = "configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml"
+ON_POLICY_NEEDS_RECIPE = ("--model_name_or_path", "--teacher_model_name_or_path", "--teachers", "--prompts")
+ON_POLICY_RECIPE = "configs/sft/r1_distill_qwen_1.5b_from_7b_on_policy.yaml"
+
+
+def _given(argv: list[str], flag: str) -> bool:
+    return flag in argv or any(a.startswith(flag + "=") for a in argv)
 
 
 def make_parser(subparsers=None) -> TrlParser:
@@ -85,14 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     command, argv = argv[0], argv[1:]
-    if (
-        "--config" not in argv
-        and not any(a.startswith("--config=") for a in argv)
-        and "-h" not in argv
-        and "--help" not in argv
-    ):
-        argv = ["--config", str(DEFAULT_CONFIG if command == "run" else ON_POLICY_CONFIG), *argv]
-    parser = make_parser() if command == "run" else make_on_policy_parser()
+    run = command == "run"
+    if not _given(argv, "--config") and "-h" not in argv and "--help" not in argv:
+        named = [flag for flag in (NEEDS_RECIPE if run else ON_POLICY_NEEDS_RECIPE) if _given(argv, flag)]
+        if named:
+            toy = DEFAULT_CONFIG if run else ON_POLICY_CONFIG
+            print(
+                f"error: {' and '.join(named)} without --config: pick a recipe sized for it, e.g. --config "
+                f"{RECIPE if run else ON_POLICY_RECIPE} (all recipes: configs/sft/; the toy demo: --config "
+                f"configs/sft/{toy.name})",
+                file=sys.stderr,
+            )
+            return 2
+        argv = ["--config", str(DEFAULT_CONFIG if run else ON_POLICY_CONFIG), *argv]
+    parser = make_parser() if run else make_on_policy_parser()
     try:
         config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
         argv = _cpu_defaults(argv, config)
@@ -100,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)
         return 2
-    if command == "run":
-        from sft.train import run  # heavy imports only after arguments are valid
+    if run:  # heavy imports only after arguments are valid
+        from sft.train import run as train
     else:
-        from sft.on_policy import run
+        from sft.on_policy import run as train
 
     try:
-        run(args, training_args, model_args)
+        train(args, training_args, model_args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

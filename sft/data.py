@@ -17,7 +17,8 @@ def trace_files(traces: str, include_rejected: bool) -> list[str]:
         raise UsageError(
             f"traces not found at {path}: run `python -m trace_gen --out {path}` first or pass --traces"
         )
-    files = sorted(path.glob("*.parquet"))
+    # kept parts: OUT/data/ (trace_gen's dataset layout) or the top level (older dirs, filter output)
+    files = sorted((path / "data").glob("*.parquet")) + sorted(path.glob("*.parquet"))
     if include_rejected:
         files += sorted((path / "rejected").glob("*.parquet"))
     if not files:

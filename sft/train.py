@@ -1,14 +1,19 @@
 """Fine-tune a student on traces with TRL's SFTTrainer: LoRA, QLoRA or full fine-tuning, optional KD term.
 
-Order: load traces -> template lint (sft/lint.py; errors stop here) -> load student (and teacher) ->
-train (SFTTrainer, or DistillSFTTrainer when --kd_source is set) -> save -> merge the adapter into
-`<output_dir>/merged` -> optional 4-bit export -> `run_summary.json`.
+Order: check settings -> load traces and tokenizer -> apply --eos_token / --chat_template_path as SFTTrainer
+will -> (KD) teacher/student vocabulary check -> template lint (sft/lint.py; errors stop here, before any model
+loads) -> load student (and teacher) -> build SFTTrainer (or DistillSFTTrainer with --kd_source) and check it
+renders what the lint checked -> write run_config.yaml / run_info.json -> train -> save (the tokenizer with the
+template evaluation should render, see sft/templates.py) -> merge the adapter into `<output_dir>/merged` ->
+optional 4-bit export -> `run_summary.json` -> print where the model is.
 """
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
+import pyarrow.compute as pc
 import torch
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -20,9 +25,23 @@ from sft.data import load_traces
 from sft.errors import UsageError
 from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd
 from sft.kd_trainer import DistillSFTTrainer
-from sft.lint import lint, training_template
+from sft.lint import LintReport, lint
+from sft.provenance import write_run_info
+from sft.templates import (
+    apply_trainer_settings,
+    probe_prompts,
+    saved_template,
+    trainer_chat_template,
+    training_template,
+)
 
 log = logging.getLogger(__name__)
+
+
+def _as_given(path: str) -> str:
+    """A hub id as given; a local directory as an absolute path (recorded in the adapter's config, so that
+    AutoPeftModelForCausalLM finds the base model from anywhere)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
 
 
 def _check_model_dir(path: str | None, flag: str) -> str:
@@ -45,7 +64,7 @@ def _device_map(quantized: bool, training_args: SFTConfig):
 
 
 def load_student(model_args: ModelConfig, training_args: SFTConfig):
-    path = _check_model_dir(model_args.model_name_or_path, "--model_name_or_path")
+    path = _as_given(_check_model_dir(model_args.model_name_or_path, "--model_name_or_path"))
     quantization_config = get_quantization_config(model_args)
     model = AutoModelForCausalLM.from_pretrained(
         path,
@@ -87,85 +106,132 @@ def load_teacher(args: DistillArguments, training_args: SFTConfig):
     )
 
 
-def student_peft_config(model, model_args: ModelConfig):
-    """TRL's LoRA config from ModelConfig (None: full fine-tuning)."""
-    peft_config = get_peft_config(model_args)
-    if peft_config is not None and peft_config.modules_to_save and model.config.tie_word_embeddings:
-        # Training embed_tokens (modules_to_save) on a tied model must train lm_head with it; without
-        # this peft trains a copy of the input embedding while the output projection stays frozen.
-        peft_config.ensure_weight_tying = True
-    return peft_config
-
-
-def merge_and_save(trainer, tokenizer, model_args: ModelConfig, out: Path) -> Path:
-    """Merge the adapter saved at `out` into its base and save it with the tokenizer at `out/merged`."""
-    final = out / "merged"
-    # merge into the unquantized base, not into rounded 4-bit weights
-    if model_args.load_in_4bit or model_args.load_in_8bit:
-        base_model = AutoModelForCausalLM.from_pretrained(
-            model_args.model_name_or_path,
-            dtype=_dtype(model_args.dtype),
-            revision=model_args.model_revision,
+def check_settings(args: DistillArguments, training_args: SFTConfig) -> None:
+    """Combinations SFTTrainer would refuse only after the model has loaded."""
+    if args.kd_source == "offline" and training_args.packing:
+        raise UsageError(
+            "kd_source=offline cannot pack sequences (the teacher's top-k follow each row): use --packing false "
+            "(with --padding_free true for padding-free batches)"
         )
-        merged = PeftModel.from_pretrained(base_model, str(out)).merge_and_unload()
-    else:
-        merged = trainer.model.merge_and_unload()
-    merged.save_pretrained(str(final))
-    tokenizer.save_pretrained(str(final))
-    return final
-
-
-def run_lint(args, training_args, model_args, tokenizer, dataset) -> str:
-    student_vocab = teacher_vocab = None
-    if args.kd_source == "online":
-        student_vocab = AutoConfig.from_pretrained(model_args.model_name_or_path).get_text_config().vocab_size
-        teacher_vocab = (
-            AutoConfig.from_pretrained(args.teacher_model_name_or_path).get_text_config().vocab_size
+    # offline KD rows are truncated while the top-k are aligned, so padding-free batches need no max_length there
+    unbounded = (
+        training_args.padding_free and not training_args.packing and training_args.max_length is not None
+    )
+    if unbounded and args.kd_source != "offline":
+        raise UsageError(
+            "padding_free without packing does not truncate to max_length (SFTTrainer refuses it): add "
+            "--packing true (best-fit packing, padding-free), or set --max_length null"
         )
+
+
+def check_kd_pair(student_config, teacher_config, student_tokenizer, teacher_tokenizer) -> None:
+    """Token-level KD compares the two distributions id by id: every token of the smaller tokenizer must have
+    the same id in the larger one (Qwen2.5 and Qwen3 qualify; R1-Distill-Qwen does not), and both models the
+    same number of embedding rows."""
+    s_rows = student_config.get_text_config().vocab_size
+    t_rows = teacher_config.get_text_config().vocab_size
+    small, large = sorted((student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()), key=len)
+    if any(large.get(token) != i for token, i in small.items()):
+        raise UsageError(
+            f"student and teacher tokenizers differ (student {len(student_tokenizer):,} tokens, {s_rows:,} "
+            f"embedding rows; teacher {len(teacher_tokenizer):,} tokens, {t_rows:,} rows): token-level KD needs "
+            "one tokenizer; train on the teacher's traces with --kd_source none, or use a teacher of the student's family"
+        )
+    if s_rows != t_rows:
+        raise UsageError(
+            f"student and teacher share a tokenizer but not the embedding size (student {s_rows:,} rows, teacher "
+            f"{t_rows:,}): online KD compares whole rows; use --kd_source offline with the teacher's top-k traces "
+            f"(token ids fit both), or a teacher with {s_rows:,} rows"
+        )
+
+
+def check_topk_ids(dataset, student_config) -> None:
+    """The teacher's stored top-k ids index the student's logits: they must be below its embedding rows (a
+    152,064-row teacher's top-k from a trained model lie in the 151,665 shared tokens; padding rows may not)."""
+    if "topk_ids" not in dataset.column_names:
+        return  # prepare_offline_kd names the missing columns
+    rows = student_config.get_text_config().vocab_size
+    top = pc.max(pc.list_flatten(dataset.data.column("topk_ids"))).as_py()
+    if top is not None and top >= rows:
+        raise UsageError(
+            f"the traces' teacher top-k hold token id {top:,} but the student has {rows:,} embedding rows: "
+            "regenerate them with a teacher of the student's vocabulary, or use --kd_source none"
+        )
+
+
+def run_lint(args, training_args, tokenizer, stock_template, dataset) -> LintReport:
     report = lint(
         tokenizer,
         dataset,
-        assistant_only_loss=training_args.assistant_only_loss,
+        assistant_only_loss=args.kd_source == "offline" or training_args.assistant_only_loss,
         max_length=training_args.max_length,
+        stock_template=stock_template,
         n_samples=args.lint_samples,
-        student_vocab=student_vocab,
-        teacher_vocab=teacher_vocab,
     )
-    text = report.format()
     if training_args.process_index == 0:
-        print(text, flush=True)
+        print(report.format(), flush=True)
     if report.errors:
-        raise UsageError(
-            f"template lint failed: {report.errors[0]} (report above; --lint false skips the lint)"
+        raise UsageError(f"template lint failed: {report.errors[0]}; fix: {report.fix} (report above)")
+    return report
+
+
+def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int, args) -> None:
+    """SFTTrainer must train with the tokenizer, eos, template and rows the lint checked."""
+    template, eos, train_template = expected
+    built = trainer.processing_class
+    problems = []
+    if (built.chat_template, built.eos_token) != (template, eos):
+        problems.append(f"tokenizer (eos {built.eos_token!r} vs {eos!r}, or its chat template) changed")
+    if args.kd_source != "offline" and trainer.chat_template != train_template:
+        problems.append("SFTTrainer renders training rows with another template than the lint checked")
+    data = trainer.train_dataset
+    if first_row and len(data) == n_rows and not trainer.args.packing and not trainer.args.shuffle_dataset:
+        n = trainer.args.max_length or len(first_row["input_ids"])
+        if data[0]["input_ids"] != first_row["input_ids"][:n] or data[0]["labels"] != first_row["labels"][:n]:
+            problems.append("row 0 is tokenized or masked differently from the lint's rendering")
+    if problems:
+        raise RuntimeError(
+            f"the template lint checked something else than SFTTrainer trains: {'; '.join(problems)}"
         )
-    return text
 
 
 def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
+    check_settings(args, training_args)
     extra = KD_COLUMNS if args.kd_source == "offline" else ()
     dataset = load_traces(args.traces, args.keep_verdicts, args.include_rejected, args.max_samples, extra)
+    n_rows = len(dataset)
     tokenizer = load_tokenizer(model_args, training_args)
-    lint_text = (
-        run_lint(args, training_args, model_args, tokenizer, dataset) if args.lint or args.lint_only else ""
+    stock_template = tokenizer.chat_template
+    apply_trainer_settings(tokenizer, training_args.eos_token, training_args.chat_template_path)
+    if args.kd_source == "online":
+        check_kd_pair(
+            AutoConfig.from_pretrained(model_args.model_name_or_path),
+            AutoConfig.from_pretrained(args.teacher_model_name_or_path),
+            tokenizer,
+            AutoTokenizer.from_pretrained(args.teacher_model_name_or_path),
+        )
+    if args.kd_source == "offline":
+        check_topk_ids(dataset, AutoConfig.from_pretrained(model_args.model_name_or_path))
+    report = (
+        run_lint(args, training_args, tokenizer, stock_template, dataset)
+        if args.lint or args.lint_only
+        else None
     )
     if args.lint_only:
         return None
+    aol = args.kd_source == "offline" or training_args.assistant_only_loss
+    train_template = report.train_template if report else training_template(tokenizer, aol)
+    saved = report.saved_template if report else saved_template(tokenizer, stock_template, probe_prompts([]))
 
     trainer_kwargs, summary = {}, {}
     if args.kd_source == "offline":
-        if training_args.packing:
-            raise UsageError(
-                "kd_source=offline cannot pack sequences (top-k rows follow each row): use --padding_free"
-            )
-        template = training_template(tokenizer, assistant_only_loss=True)
-        dataset, stats = prepare_offline_kd(dataset, tokenizer, training_args.max_length, template)
+        dataset, stats = prepare_offline_kd(dataset, tokenizer, training_args.max_length, train_template)
         print(format_alignment(stats), flush=True)
         summary["offline_alignment"] = {k: v for k, v in stats.items() if k != "examples"}
         training_args.remove_unused_columns = False  # keep the top-k columns for the collator
-        training_args.assistant_only_loss = (
-            False  # rows come tokenized, labels already masked to the assistant
-        )
+        # rows come tokenized, labels already masked to the assistant
+        training_args.assistant_only_loss = False
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         base = DataCollatorForLanguageModeling(
             pad_token_id=pad_id,
@@ -173,6 +239,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
             pad_to_multiple_of=training_args.pad_to_multiple_of,
         )
         trainer_kwargs["data_collator"] = OfflineKDCollator(base, k=stats["k"])
+        training_args.padding_free = False  # the collator concatenates; SFTTrainer takes no collator with it
     if args.kd_source == "online":
         trainer_kwargs["teacher_model"] = load_teacher(args, training_args)
 
@@ -185,6 +252,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    expected = (tokenizer.chat_template, tokenizer.eos_token, trainer_chat_template(tokenizer, aol))
     if args.kd_source == "none":
         trainer = SFTTrainer(**common)
     else:
@@ -198,8 +266,12 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
             kd_confidence_weighted=args.kd_confidence_weighted,
             **trainer_kwargs,
         )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    check_trainer(trainer, expected, report and report.first_row, n_rows, args)
+    tokenizer.chat_template = saved  # checkpoints and the model carry the template evaluation renders with
     out = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        write_run_info(out, args, training_args, model_args)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(str(out))
     if not trainer.is_world_process_zero():
         return out
@@ -208,10 +280,9 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     if model_args.use_peft and args.merge_adapter:
         final = merge_and_save(trainer, tokenizer, model_args, out)
     if args.export_4bit:
-        summary["export_4bit"] = str(export_4bit(final, out / "merged-4bit", training_args))
-        tokenizer.save_pretrained(summary["export_4bit"])
-    if lint_text:
-        (out / "lint_report.txt").write_text(lint_text + "\n")
+        summary["export_4bit"] = str(export_4bit(final, out / "merged-4bit", training_args, tokenizer))
+    if report:
+        (out / "lint_report.txt").write_text(report.format() + "\n")
     summary = {
         "train_rows": len(dataset),
         "mode": "qlora" if model_args.load_in_4bit else "lora" if model_args.use_peft else "full",
@@ -223,12 +294,48 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         "kd_alpha": args.kd_alpha,
         **summary,
     }
-    (out / "run_summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("saved %s", final)
+    (out / "run_summary.json").write_text(json.dumps(summary, indent=2))  # written last: the run is complete
+    print(f"model: {final}", flush=True)
     return final
 
 
-def export_4bit(model_dir: Path, out_dir: Path, training_args: SFTConfig) -> Path:
+def student_peft_config(model, model_args: ModelConfig):
+    """TRL's LoRA config from ModelConfig (None: full fine-tuning)."""
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None and peft_config.modules_to_save and model.config.tie_word_embeddings:
+        # Training embed_tokens (modules_to_save) on a tied model must train lm_head with it; without
+        # this peft trains a copy of the input embedding while the output projection stays frozen.
+        peft_config.ensure_weight_tying = True
+    return peft_config
+
+
+def merge_and_save(trainer, tokenizer, model_args: ModelConfig, out: Path) -> Path:
+    """Merge the adapter saved at `out` into its base and save it with the tokenizer at `out/merged`."""
+    final = out / "merged"
+    if model_args.load_in_4bit or model_args.load_in_8bit:  # into the unquantized base, not rounded weights
+        base_model = AutoModelForCausalLM.from_pretrained(
+            _as_given(model_args.model_name_or_path),
+            dtype=_dtype(model_args.dtype),
+            revision=model_args.model_revision,
+        )
+        merged = PeftModel.from_pretrained(base_model, str(out)).merge_and_unload()
+    else:
+        merged = trainer.model.merge_and_unload()
+    _save_whole(final, merged, tokenizer)
+    return final
+
+
+def _save_whole(final: Path, model, tokenizer) -> None:
+    """Save into a temporary directory, then move it into place: `final` is never half-written."""
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def export_4bit(model_dir: Path, out_dir: Path, training_args: SFTConfig, tokenizer) -> Path:
     """Reload a standalone model in bitsandbytes nf4 and save it (serialized 4-bit safetensors)."""
     config = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
@@ -236,5 +343,5 @@ def export_4bit(model_dir: Path, out_dir: Path, training_args: SFTConfig) -> Pat
     model = AutoModelForCausalLM.from_pretrained(
         str(model_dir), quantization_config=config, device_map=_device_map(True, training_args)
     )
-    model.save_pretrained(str(out_dir))
+    _save_whole(out_dir, model, tokenizer)
     return out_dir

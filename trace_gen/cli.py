@@ -4,7 +4,9 @@ Usage:
     python -m trace_gen --out runs/traces --n 2000                       # toy teacher on the toy task
     python -m trace_gen --backend vllm --teacher Qwen/QwQ-32B --dataset data.jsonl \\
         --problem-column question --answer-column answer --n 800000 --samples-per-prompt 4 \\
-        --engine-args '{"tensor_parallel_size": 4, "max_model_len": 34816}' --out runs/traces
+        --engine-args '{"tensor_parallel_size": 4, "max_model_len": 34816}' --out runs/traces \\
+        --push-to-hub me/qwq-traces          # then: datasets.load_dataset("runs/traces") or the hub copy
+    python -m trace_gen --backend hf --device cuda --dtype bfloat16 --teacher MODEL ...   # no vLLM
     python -m trace_gen --backend openai --base-url http://127.0.0.1:8000/v1 --teacher NAME ...
     python -m trace_gen ... --num-shards 8 --shard-index $SLURM_ARRAY_TASK_ID --out runs/shard-$SLURM_ARRAY_TASK_ID
     python -m trace_gen merge runs/traces runs/shard-*          # join shards, print stats
@@ -14,12 +16,15 @@ Usage:
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from trace_gen.backends import BACKENDS
+from trace_gen.backends.base import DTYPES
 from trace_gen.errors import BackendError, UsageError
 from trace_gen.prompts import R1_INSTRUCTION, dataset_prompts, toy_prompts
+from trace_gen.verify.sandbox import ALLOW_UNISOLATED_ENV
 
 TOY_TEACHER = Path(__file__).resolve().parent / "toy" / "assets" / "teacher"  # see trace_gen.toy.build
 SUBCOMMANDS = ("merge", "filter")
@@ -55,6 +60,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tests-column", default=None, help="column of code tests (stdin/stdout or HumanEval): code verdicts"
+    )
+    p.add_argument(
+        "--allow-unisolated",
+        action="store_true",
+        help="run model code without namespace isolation where namespaces are unavailable (rlimits only; "
+        "at your own risk; same as DISTILL_ALLOW_UNISOLATED=1)",
     )
     p.add_argument("--system-prompt", default=None, help="optional system message")
     p.add_argument(
@@ -94,7 +105,20 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         help="skip longer prompts (default: the model's context)",
     )
-    p.add_argument("--backend", choices=BACKENDS, default="hf", help="generation backend")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="generation backend (default: vllm when it is installed and a GPU is visible, else hf; printed)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="hf: auto (the GPU(s) when visible, several via device_map='auto'), cpu, cuda or cuda:N",
+    )
+    p.add_argument(
+        "--dtype", choices=DTYPES, default="auto", help="hf: auto = bfloat16 on GPU, float32 on CPU"
+    )
     p.add_argument("--batch-prompts", type=int, default=64, help="prompts per generation batch (and commit)")
     p.add_argument(
         "--engine-args",
@@ -120,6 +144,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--keep-rejected", action="store_true", help="also write rejected samples to OUT/rejected/"
+    )
+    p.add_argument(
+        "--push-to-hub",
+        default=None,
+        metavar="REPO",
+        help="when the run ends, upload OUT (with --ray: OUT/merged) as the hub dataset REPO "
+        "(needs a token; a failed push is retried by rerunning the same command)",
     )
     p.add_argument(
         "--dedup",
@@ -189,6 +220,15 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--shard-index {args.shard_index} is outside 0..{args.num_shards - 1}")
     if args.logprobs is not None and args.backend != "vllm":
         raise UsageError("--logprobs needs --backend vllm (top-k logprobs come from the same sampling pass)")
+    if args.push_to_hub:
+        if args.num_shards > 1 and not args.ray:
+            raise UsageError(
+                "--push-to-hub with --shard-index would push one shard; push the merged dataset: "
+                "`python -m trace_gen merge OUT SHARD_DIR... --push-to-hub REPO`"
+            )
+        from trace_gen.dataset import check_push
+
+        check_push(args.push_to_hub)
     if args.backend == "openai":
         return  # the teacher is a served model name
     teacher = Path(args.teacher)
@@ -215,6 +255,8 @@ def load_prompts(args: argparse.Namespace):
 
 
 def backend_options(args: argparse.Namespace) -> dict:
+    if args.backend == "hf":
+        return {"device": args.device, "dtype": args.dtype}
     if args.backend == "vllm":
         return {"engine_args": args.engine_args}
     if args.backend == "openai":
@@ -266,12 +308,20 @@ def sampling_config(args: argparse.Namespace):
 
 def generate(args: argparse.Namespace, backend=None) -> dict:
     """One run (one shard) into --out; `backend` is built from the flags unless given (Ray workers
-    build theirs once and pass it for every shard they run)."""
+    build theirs once and pass it for every shard they run). With --push-to-hub, then uploads it."""
+    if args.backend is None:
+        from trace_gen.backends.base import auto_backend
+
+        args.backend = auto_backend()
     check_args(args)
+    if args.allow_unisolated:
+        os.environ[ALLOW_UNISOLATED_ENV] = (
+            "1"  # read by the code sandbox (also in Ray workers: they call this)
+        )
     if args.ray:
         from trace_gen.ray_mode import run_ray
 
-        return run_ray(args)
+        return _pushed(run_ray(args), args.push_to_hub)
     prompts = load_prompts(args)
     sampling = sampling_config(args)
     from trace_gen.pipeline import RunSettings
@@ -297,7 +347,17 @@ def generate(args: argparse.Namespace, backend=None) -> dict:
         backend = make_backend(
             args.backend, args.teacher, args.batch_prompts, args.trust_remote_code, **backend_options(args)
         )
-    return run(backend, args.teacher, prompts, sampling, settings, args.out, identity)
+    stats = run(backend, args.teacher, prompts, sampling, settings, args.out, identity)
+    return _pushed({**stats, "out": str(args.out)}, args.push_to_hub)
+
+
+def _pushed(stats: dict, repo: str | None) -> dict:
+    """`stats` after uploading stats["out"] to the hub as `repo` (when given), with its URL."""
+    if repo is None:
+        return stats
+    from trace_gen.dataset import push_to_hub
+
+    return {**stats, "pushed_to": push_to_hub(Path(stats["out"]), repo)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
             from trace_gen.merge import merge
 
             margs = merge_parser().parse_args(argv[1:])
-            stats = merge(margs.out, margs.shards)
+            if margs.push_to_hub:
+                from trace_gen.dataset import check_push
+
+                check_push(margs.push_to_hub)
+            stats = _pushed({**merge(margs.out, margs.shards), "out": str(margs.out)}, margs.push_to_hub)
         elif argv and argv[0] == "filter":
             from trace_gen.filter_cli import make_parser as filter_parser
             from trace_gen.filter_cli import run_filter

@@ -5,25 +5,14 @@ A `tests` cell (see `trace_gen.prompts`) is JSON in one of two shapes:
   [{"input": ..., "output": ...}, ...];
 - HumanEval: {"test": "def check(candidate): ...", "entry_point": "f", "prompt": "def f(...):\\n"}
   (the program is `prompt + code`, then the test and `check(entry_point)`).
-The program is the last fenced code block after `</think>` (or the whole answer if it has none).
+The program is the last fenced code block after `</think>` (`trace_gen.verify.completion.extract_code`;
+for HumanEval tests the last block defining the entry point, when there is one).
 """
 
 import json
-import re
 
-from trace_gen.records import split_completion
 from trace_gen.verify import Verdict, check_humaneval, check_stdio
-
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-
-
-def extract_program(completion: str) -> str | None:
-    """The last fenced code block of the answer (after </think>), else the answer itself, or None."""
-    _, answer = split_completion(completion)
-    blocks = _FENCE.findall(answer)
-    if blocks:
-        return blocks[-1]
-    return answer if answer.strip() else None
+from trace_gen.verify.completion import extract_code
 
 
 def stdio_cases(tests) -> list[tuple[str, str]] | None:
@@ -36,13 +25,15 @@ def stdio_cases(tests) -> list[tuple[str, str]] | None:
 
 def code_verdict(completion: str, tests_json: str) -> Verdict:
     """Sandbox verdict of the program in `completion` against the JSON tests of its problem."""
-    program = extract_program(completion)
-    if program is None:
-        return Verdict("unverifiable", "no program found after </think>")
     tests = json.loads(tests_json)
     cases = stdio_cases(tests)
+    humaneval = isinstance(tests, dict) and "test" in tests
+    prefer_def = (tests.get("entry_point") or True) if humaneval else False
+    program = extract_code(completion, prefer_def)
+    if program is None:
+        return Verdict("unverifiable", "no fenced code block after </think>")
     if cases is not None:
         return check_stdio(program, cases)
-    if isinstance(tests, dict) and "test" in tests:
+    if humaneval:
         return check_humaneval(tests.get("prompt", ""), program, tests["test"], tests.get("entry_point", ""))
     return Verdict("sandbox_error", f"unknown tests format (keys: {list(tests)[:5]})")

@@ -2,11 +2,13 @@
 
 Flags mirror `trace_gen.filters.FilterConfig` fields (one flag per field, same defaults and help),
 so the filter run here and the one called from Python agree. Writes OUT/part-00000.parquet,
-OUT/rejected/part-00000.parquet and OUT/filter_report.json, and prints the report.
+OUT/rejected/part-00000.parquet and OUT/filter_report.json, and prints the report. Rows the code
+sandbox flagged are dropped (--no-drop-flagged keeps them); --audit also writes OUT/audit_report.json,
+where a sympy-free second opinion disagrees with the math verdicts (the rows a human should read first).
 
 Usage:
     python -m trace_gen filter runs/traces runs/traces-filtered --policy max_per_prompt --m 4 \\
-        --no-decontaminate
+        --no-decontaminate --audit
 """
 
 import argparse
@@ -49,10 +51,11 @@ def make_parser(subparsers=None) -> argparse.ArgumentParser:
 
 
 def run_filter(args: argparse.Namespace) -> dict:
+    from trace_gen.dataset import trace_parts
     from trace_gen.errors import UsageError
     from trace_gen.filters.pipeline import filter_traces
 
-    if not any(args.input.glob("*.parquet")):
+    if not trace_parts(args.input):
         raise UsageError(f"no Parquet parts in {args.input}; give a trace_gen output directory")
     if args.output.exists() and any(args.output.iterdir()):
         raise UsageError(f"{args.output} is not empty; filter into a new directory")

@@ -2,13 +2,15 @@
 
 Each shard directory must hold the same run (run.json equal except for the shard index) and the
 shard indices must cover 0..K-1 exactly once. Committed parts (per the manifests) are hard-linked
-(copied across file systems) into OUT as part-s{shard}-{batch}.parquet (rejected ones under
-OUT/rejected/); uncommitted leftovers are ignored. The (prompt_id, sample_idx) keys are checked to
+(copied across file systems) into OUT/data/ as train-s{shard}-{batch}.parquet (rejected ones under
+OUT/rejected/ as part-s{shard}-{batch}.parquet), with a dataset card, so `datasets.load_dataset(OUT)` loads it; uncommitted leftovers
+are ignored. The (prompt_id, sample_idx) keys are checked to
 be unique across shards. OUT is built in a temporary sibling directory and renamed at the end, so
-an interrupted merge leaves nothing behind. Prints and writes OUT/stats.json.
+an interrupted merge leaves nothing behind. Prints and writes OUT/stats.json. `--push-to-hub REPO`
+then uploads OUT as a hub dataset.
 
 Usage:
-    python -m trace_gen merge runs/traces runs/traces-shard-*
+    python -m trace_gen merge runs/traces runs/traces-shard-* [--push-to-hub user/traces]
 """
 
 import argparse
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from trace_gen.dataset import DATA_DIR, REJECTED_DIR, kept_part, rejected_part, write_card
 from trace_gen.errors import UsageError
 from trace_gen.writer import RUN_FILE, committed_entries
 
@@ -66,14 +69,15 @@ def merge(out: Path, shard_dirs: list[Path]) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.merging-", dir=out.parent))
     try:
-        (tmp / "rejected").mkdir()
+        (tmp / DATA_DIR).mkdir()
+        (tmp / REJECTED_DIR).mkdir()
         keys: set[tuple[str, int]] = set()
         totals, reasons, lengths, per_shard = Counter(), Counter(), [], {}
         for index, (path, _, entries) in sorted(shards.items()):
             for e in entries:
                 for part in e["parts"]:
-                    sub = "rejected/" if part.startswith("rejected/") else ""
-                    name = f"{sub}part-s{index:05d}-{e['batch']:06d}.parquet"
+                    where = rejected_part if part.startswith(f"{REJECTED_DIR}/") else kept_part
+                    name = where(f"s{index:05d}-{e['batch']:06d}")
                     table = pq.read_table(path / part, columns=["prompt_id", "sample_idx"])
                     for key in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):
                         if key in keys:
@@ -106,6 +110,7 @@ def merge(out: Path, shard_dirs: list[Path]) -> dict:
         }
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
         (tmp / RUN_FILE).write_text(json.dumps({**base, "shard": "merged"}, indent=2, sort_keys=True))
+        write_card(tmp, base, stats, with_rejected=any((tmp / REJECTED_DIR).iterdir()))
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -120,4 +125,7 @@ def make_parser(subparsers=None) -> argparse.ArgumentParser:
     p = subparsers.add_parser("merge", **kwargs) if subparsers else argparse.ArgumentParser(**kwargs)
     p.add_argument("out", type=Path, help="new directory for the merged dataset")
     p.add_argument("shards", type=Path, nargs="+", help="the shard output directories")
+    p.add_argument(
+        "--push-to-hub", default=None, metavar="REPO", help="then upload OUT as the hub dataset REPO"
+    )
     return p

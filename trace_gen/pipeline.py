@@ -19,12 +19,14 @@ from tqdm import tqdm
 
 from trace_gen.backends.base import SamplingConfig
 from trace_gen.code_tests import code_verdict
+from trace_gen.dataset import write_card
 from trace_gen.filters.decontam import Decontaminator
 from trace_gen.filters.dedup import duplicate_reasons
 from trace_gen.filters.format import format_problem
 from trace_gen.prompts import PromptRecord
 from trace_gen.records import trace_row
 from trace_gen.verify import MathVerifierPool, Verdict
+from trace_gen.verify.sandbox import require_sandbox
 from trace_gen.writer import TraceWriter
 
 DEDUP_MODES = ("off", "exact", "near")
@@ -44,7 +46,7 @@ class RunSettings:
     dedup: str = "off"  # within-prompt dedup of kept samples: off | exact | near (MinHash)
     near_dup_threshold: float = 0.9
     decontaminate: bool = False  # skip prompts sharing a word 8-gram with a benchmark test set
-    benchmarks_dir: str | None = None  # default: ../shared/benchmarks
+    benchmarks_dir: str | None = None  # default: the sets shipped in trace_gen/verify/data
 
     def __post_init__(self):
         assert self.dedup in DEDUP_MODES, f"dedup must be one of {DEDUP_MODES}, got {self.dedup!r}"
@@ -153,6 +155,8 @@ def run(
     run_identity: dict,
 ) -> dict:
     """Generate until `settings.n` traces are kept or the shard's prompts run out; returns the stats."""
+    if any(p.tests for p in prompts):
+        require_sandbox()  # no namespaces (and no --allow-unisolated): one line, before anything is written
     writer = TraceWriter(out, run_identity, settings.keep_rejected)
     prompts = shard(prompts, settings.num_shards, settings.shard_index)
     skipper = _Skipper(prompts, backend, settings)
@@ -234,7 +238,8 @@ def percentiles(values: list[int], qs=(5, 50, 95, 99)) -> dict:
 
 
 def write_stats(out, writer: TraceWriter) -> dict:
-    """Acceptance by reason and token-length percentiles of the kept traces, from the manifest alone."""
+    """Acceptance by reason and token-length percentiles of the kept traces, from the manifest alone;
+    into stats.json and the dataset card."""
     reasons = Counter()
     lengths = []
     for e in writer.entries:
@@ -249,4 +254,5 @@ def write_stats(out, writer: TraceWriter) -> dict:
         "num_tokens_percentiles": percentiles(lengths),
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    write_card(out, writer.run_identity, stats, writer.keep_rejected)
     return stats

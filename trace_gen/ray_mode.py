@@ -56,6 +56,7 @@ def shard_args(args: argparse.Namespace, index: int, n: int) -> argparse.Namespa
             "ray_address": None,
             "ray_gpus_per_worker": None,
             "ray_workers": None,
+            "push_to_hub": None,  # the driver pushes OUT/merged once, after the merge
             "shard_index": index,
             "n": n,
             "out": Path(args.out) / SHARD_DIR.format(index),

@@ -1,5 +1,12 @@
 """One trace row per (prompt, sample): the contract between trace_gen and sft/eval (DESIGN.md).
 
+The assistant text is whole: when the teacher's chat template prefills the reasoning opening
+(R1-Distill, QwQ, Qwen3-Thinking-2507 end the generation prompt with "<think>\n"), that `prefill` comes
+first, so with every backend `completion` (== the assistant message's content) is `<think>…</think>` +
+answer and `reasoning`/`answer` split it; every reader (filters, dedup, eval) sees the same text.
+`prefill` was written by the template, not sampled: `token_ids` (and the top-k) cover
+`completion[len(prefill):]` only.
+
 Top-k teacher logprobs (asked with `--logprobs K`, vllm backend) are stored flat and compact:
 `token_ids` int32 (T,), `topk_ids` int32 (T*K,) and `topk_logprobs` float16 (T*K,), row-major
 [position, rank], highest first; 6*K + 4 bytes per generated token before compression. They are null
@@ -15,8 +22,8 @@ import pyarrow as pa
 from trace_gen.backends.base import Sample
 from trace_gen.prompts import PromptRecord
 from trace_gen.verify import Verdict
+from trace_gen.verify.completion import split_think
 
-THINK_END = "</think>"
 LOGPROB_COLUMNS = {"token_ids": pa.int32(), "topk_ids": pa.int32(), "topk_logprobs": pa.float16()}
 _NUMPY = {"token_ids": np.int32, "topk_ids": np.int32, "topk_logprobs": np.float16}
 
@@ -28,6 +35,7 @@ SCHEMA = pa.schema(
         ("reasoning", pa.string()),
         ("answer", pa.string()),
         ("completion", pa.string()),
+        ("prefill", pa.string()),  # the start of `completion` the template wrote ("" for most)
         ("finish_reason", pa.string()),
         ("num_tokens", pa.int32()),
         ("teacher", pa.string()),
@@ -35,23 +43,16 @@ SCHEMA = pa.schema(
         ("gold", pa.string()),
         ("verdict", pa.string()),
         ("verdict_reason", pa.string()),
+        ("verdict_flags", pa.list_(pa.string())),  # what the code sandbox observed or blocked
         *((name, pa.list_(dtype)) for name, dtype in LOGPROB_COLUMNS.items()),
     ]
 )
 
 
-def split_completion(completion: str) -> tuple[str, str]:
-    """(reasoning, answer): the text up to and including the last </think>, and what follows it."""
-    head, sep, tail = completion.rpartition(THINK_END)
-    if not sep:
-        return "", completion.strip()
-    return (head + sep).strip(), tail.strip()
-
-
 def trace_row(
     prompt: PromptRecord, sample_idx: int, sample: Sample, verdict: Verdict, teacher: str, sampling: dict
 ) -> dict:
-    reasoning, answer = split_completion(sample.text)
+    reasoning, answer = split_think(sample.text)
     return {
         "prompt_id": prompt.prompt_id,
         "sample_idx": sample_idx,
@@ -59,6 +60,7 @@ def trace_row(
         "reasoning": reasoning,
         "answer": answer,
         "completion": sample.text,
+        "prefill": sample.prefill,
         "finish_reason": sample.finish_reason,
         "num_tokens": sample.num_tokens,
         "teacher": teacher,
@@ -66,6 +68,7 @@ def trace_row(
         "gold": prompt.gold,
         "verdict": verdict.verdict,
         "verdict_reason": verdict.reason,
+        "verdict_flags": list(verdict.flags),
         "token_ids": sample.token_ids,
         "topk_ids": sample.topk_ids,
         "topk_logprobs": sample.topk_logprobs,

@@ -4,6 +4,9 @@ A batch commits in three steps: kept part (temp file, fsync, rename), rejected p
 manifest line (append, fsync). On start-up, parts whose batch has no manifest line are leftovers of
 a crash between those steps and are deleted, so a rerun after `kill -9` redoes at most the batch in
 flight and never writes a duplicate. Resume reads only the manifest, never the data.
+
+Kept parts go to OUT/data/train-*.parquet, rejected ones to OUT/rejected/, with a dataset card in
+OUT/README.md, so `datasets.load_dataset(OUT)` loads the directory (see trace_gen.dataset).
 """
 
 import json
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from trace_gen.dataset import CARD, DATA_DIR, REJECTED_DIR, kept_part, rejected_part, write_card
 from trace_gen.errors import UsageError
 from trace_gen.records import rows_to_table
 
@@ -73,9 +77,12 @@ class TraceWriter:
     def __init__(self, out: Path, run_identity: dict, keep_rejected: bool):
         self.out = out
         self.keep_rejected = keep_rejected
+        self.run_identity = json.loads(json.dumps(run_identity))
         if not holds_run(out, run_identity):
             out.mkdir(parents=True, exist_ok=True)
             _fsync_write(out / RUN_FILE, json.dumps(run_identity, indent=2, sort_keys=True).encode())
+        if not (out / CARD).exists():  # final statistics are written into it when the run ends
+            write_card(out, self.run_identity, None, keep_rejected)
         self.entries = self._read_manifest()
         self._remove_orphans()
 
@@ -97,7 +104,8 @@ class TraceWriter:
 
     def _remove_orphans(self) -> None:
         committed = {p for e in self.entries for p in e["parts"]}
-        for pattern in ("part-*.parquet*", "rejected/part-*.parquet*"):
+        # part-*.parquet at the top level: directories written before the data/ layout
+        for pattern in (f"{DATA_DIR}/*.parquet*", f"{REJECTED_DIR}/part-*.parquet*", "part-*.parquet*"):
             for f in self.out.glob(pattern):
                 if str(f.relative_to(self.out)) not in committed:
                     f.unlink()
@@ -128,12 +136,13 @@ class TraceWriter:
     ) -> None:
         parts = []
         if kept:
-            name = f"part-{batch:06d}.parquet"
+            (self.out / DATA_DIR).mkdir(exist_ok=True)
+            name = kept_part(f"{batch:06d}")
             _write_part(self.out / name, kept)
             parts.append(name)
         if rejected and self.keep_rejected:
-            (self.out / "rejected").mkdir(exist_ok=True)
-            name = f"rejected/part-{batch:06d}.parquet"
+            (self.out / REJECTED_DIR).mkdir(exist_ok=True)
+            name = rejected_part(f"{batch:06d}")
             _write_part(self.out / name, rejected)
             parts.append(name)
         entry = {

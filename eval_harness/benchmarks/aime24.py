@@ -1,16 +1,17 @@
 """aime24: AIME 2024 I and II, 30 problems with integer answers 0-999 (as in Qwen2.5-Math's eval data).
 
 Data: aime24.jsonl (id, problem, solution, answer, url); problems (c) MAA. Usually run with many
-samples (R1 reports pass@1 over 64). Score: the last \\boxed{} after </think> against `answer`.
+samples (R1 reports pass@1 over 64). Score: the last \\boxed{} after </think> (else
+the answer stated in prose) against `answer`.
 Oracle: "\\boxed{answer}" (the collected solutions do not all end in a parseable \\boxed{}).
 """
 
 from eval_harness.benchmarks.base import (
     R1_GENERATION,
     Item,
+    gold_of,
     math_answer,
     math_messages,
-    number_text,
     read_rows,
 )
 
@@ -18,15 +19,16 @@ NAME = "aime24"
 KIND = "math"
 DATA_FILE = "aime24.jsonl"
 GENERATION = R1_GENERATION
-EXTRACTORS = ("boxed",)
+EXTRACTORS = ("boxed", "prose")
 
 
-def prompt(row: dict) -> Item:
-    return Item(f"aime24-{row['id']}", math_messages(row["problem"]), number_text(row["answer"]))
+def prompt(row: dict, index: int) -> Item:
+    gold = gold_of(row, "answer", f"{DATA_FILE} row {index + 1}")
+    return Item(f"aime24-{row['id']}", math_messages(row["problem"]), gold)
 
 
 def load(limit: int | None = None) -> list[Item]:
-    return [prompt(row) for row in read_rows(DATA_FILE)[:limit]]
+    return [prompt(row, i) for i, row in enumerate(read_rows(DATA_FILE)[:limit])]
 
 
 def extract(completion: str) -> str | None:

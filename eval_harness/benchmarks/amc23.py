@@ -7,9 +7,9 @@ Data: amc23.jsonl (id, problem, answer, url); problems (c) MAA. Score: the last 
 from eval_harness.benchmarks.base import (
     R1_GENERATION,
     Item,
+    gold_of,
     math_answer,
     math_messages,
-    number_text,
     read_rows,
 )
 
@@ -17,15 +17,16 @@ NAME = "amc23"
 KIND = "math"
 DATA_FILE = "amc23.jsonl"
 GENERATION = R1_GENERATION
-EXTRACTORS = ("boxed",)
+EXTRACTORS = ("boxed", "prose")
 
 
-def prompt(row: dict) -> Item:
-    return Item(f"amc23-{row['id']}", math_messages(row["problem"]), number_text(row["answer"]))
+def prompt(row: dict, index: int) -> Item:
+    gold = gold_of(row, "answer", f"{DATA_FILE} row {index + 1}")
+    return Item(f"amc23-{row['id']}", math_messages(row["problem"]), gold)
 
 
 def load(limit: int | None = None) -> list[Item]:
-    return [prompt(row) for row in read_rows(DATA_FILE)[:limit]]
+    return [prompt(row, i) for i, row in enumerate(read_rows(DATA_FILE)[:limit])]
 
 
 def extract(completion: str) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from trace_gen.errors import UsageError
 from trace_gen.verify import extract_answer
-from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
+from trace_gen.verify.benchmarks import load_benchmark
 
 # DeepSeek-R1's evaluation recipe: the instruction goes in the user turn, no system prompt.
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -36,14 +36,17 @@ def math_answer(completion: str, extractors: tuple[str, ...]) -> str | None:
 
 
 def read_rows(file_name: str) -> list[dict]:
-    """Rows of a shared benchmark file; a missing file is one clear UsageError saying where we looked."""
-    path = benchmarks_dir() / file_name
-    if not path.is_file():
-        raise UsageError(
-            f"benchmark data not found: looked for {path}; put the shared benchmark files there "
-            f"(see shared/benchmarks/README.md) or point DISTILL_BENCHMARKS_DIR at their directory"
-        )
-    return read_jsonl(path)
+    """Rows of a benchmark file shipped with the package (see trace_gen.verify.benchmarks); a missing
+    file is one clear UsageError saying where we looked."""
+    return load_benchmark(file_name)
+
+
+def gold_of(row: dict, field: str, where: str) -> str:
+    """The row's gold answer as text; a row without one is one UsageError line naming the row."""
+    value = row.get(field)
+    if value is None or not str(value).strip():
+        raise UsageError(f"{where} has no gold answer in field {field!r}; fix or drop that row")
+    return number_text(value)
 
 
 def number_text(value) -> str:

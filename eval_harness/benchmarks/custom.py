@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval_harness.benchmarks import humaneval
-from eval_harness.benchmarks.base import R1_GENERATION, Item, math_answer, math_messages, number_text
+from eval_harness.benchmarks.base import R1_GENERATION, Item, gold_of, math_answer, math_messages
 from trace_gen.errors import UsageError
 from trace_gen.prompts import _load_rows
 from trace_gen.verify.benchmarks import read_jsonl
+from trace_gen.verify.sandbox import require_sandbox
 
 KINDS = ("math", "code")
 
@@ -84,7 +85,7 @@ class CustomBenchmark:
         item_id = str(row[self.id_field]) if self.id_field else f"{self.name}-{index}"
         solution = row[self.solution_field] if self.solution_field else None
         if self.kind == "math":
-            gold = number_text(row[self.answer_field])
+            gold = gold_of(row, self.answer_field, f"{self.path} row {index + 1}")
             return Item(item_id, math_messages(str(row[self.problem_field])), gold, solution)
         code_prompt = row[self.problem_field]
         gold = {
@@ -96,6 +97,8 @@ class CustomBenchmark:
         return Item(item_id, humaneval.code_messages(code_prompt), gold, reference)
 
     def load(self, limit: int | None = None) -> list[Item]:
+        if self.kind == "code":
+            require_sandbox()  # scoring runs model code: refuse (one line) before generating, not after
         items = [self.prompt(row, i) for i, row in enumerate(self._rows()[:limit])]
         ids = [it.id for it in items]
         if len(set(ids)) != len(ids):

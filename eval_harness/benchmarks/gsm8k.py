@@ -2,20 +2,26 @@
 
 Data: gsm8k_test.jsonl (question, answer = worked solution ending "#### N"); MIT.
 Prompt: the question + the R1 instruction. Gold: N with commas removed. Score: the last \\boxed{}
-after </think> (or a "#### N" line) against N. Ids are "gsm8k-<row index>". Oracle: the solution.
+after </think> (else a "#### N" line, else the answer stated in prose) against N. Ids are "gsm8k-<row index>". Oracle: the solution.
 """
 
 from eval_harness.benchmarks.base import R1_GENERATION, Item, math_answer, math_messages, read_rows
+from trace_gen.errors import UsageError
+from trace_gen.verify import normalise_answer
 
 NAME = "gsm8k"
 KIND = "math"
 DATA_FILE = "gsm8k_test.jsonl"
 GENERATION = R1_GENERATION
-EXTRACTORS = ("boxed", "gsm8k")
+EXTRACTORS = ("boxed", "gsm8k", "prose")
 
 
 def prompt(row: dict, index: int) -> Item:
-    gold = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+    if "####" not in str(row.get("answer") or ""):
+        raise UsageError(
+            f"{DATA_FILE} row {index + 1} has no gold answer (no '#### N' line); fix or drop that row"
+        )
+    gold = normalise_answer(row["answer"].rsplit("####", 1)[1])
     return Item(f"gsm8k-{index}", math_messages(row["question"]), gold, row["answer"])
 
 

@@ -8,10 +8,9 @@ function in a ```python block. Extract: the last fenced block after </think> tha
 Oracle: the prompt + canonical solution in a ```python block.
 """
 
-import re
-
 from eval_harness.benchmarks.base import R1_GENERATION, Item, read_rows
-from trace_gen.verify.math import answer_part
+from trace_gen.verify.completion import extract_code
+from trace_gen.verify.sandbox import require_sandbox
 
 NAME = "humaneval"
 KIND = "code"
@@ -21,7 +20,6 @@ INSTRUCTION = (
     "Complete the following Python function. Reason step by step, then give the complete function, "
     "with any imports it needs, in a single ```python code block."
 )
-_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
 def code_messages(code_prompt: str) -> tuple[dict, ...]:
@@ -35,16 +33,13 @@ def prompt(row: dict) -> Item:
 
 
 def load(limit: int | None = None) -> list[Item]:
+    require_sandbox()  # scoring runs model code: refuse (one line) before generating, not after
     return [prompt(row) for row in read_rows(DATA_FILE)[:limit]]
 
 
 def extract(completion: str) -> str | None:
     """The code of the answer part: the last fenced block with a `def`, else the last block, else None."""
-    blocks = _FENCE.findall(answer_part(completion))
-    if not blocks:
-        return None
-    with_def = [b for b in blocks if "def " in b]
-    return (with_def or blocks)[-1]
+    return extract_code(completion, prefer_def=True)
 
 
 def oracle(item: Item) -> str:

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
@@ -158,9 +159,7 @@ def test_custom_math_jsonl_with_field_mapping(tmp_path, capsys):
 
 
 def test_custom_code_jsonl_oracle_and_missing_file(tmp_path, capsys):
-    src = benchmarks_dir() / "humaneval.jsonl.gz"
-    if not src.exists():
-        pytest.skip(f"shared benchmarks not in {benchmarks_dir()}")
+    src = benchmarks_dir() / "humaneval.jsonl.gz"  # shipped in the package: missing is a failure
     with gzip.open(src, "rt") as f:
         rows = [json.loads(line) for line in f][:3]
     data = _write_jsonl(
@@ -193,3 +192,17 @@ def test_custom_code_jsonl_oracle_and_missing_file(tmp_path, capsys):
 
     assert main([*args[:2], str(tmp_path / "none.jsonl"), *args[3:]]) == 2
     assert "custom benchmark file not found" in _error_line(capsys)
+
+
+def test_backend_flags_are_checked_before_any_model_loads(tmp_path, capsys):
+    import torch
+
+    teacher = str(Path(__file__).resolve().parents[2] / "trace_gen" / "toy" / "assets" / "teacher")
+    base = ["--model", teacher, "--benchmarks", "toy", "--limit", "2", "--output-dir", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_:
+        main([*base, "--engine-args", "{not json"])
+    assert exit_.value.code == 2 and "not valid JSON" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*base, "--backend", "hf", "--device", "cuda"]) == 2
+        assert "no GPU is visible" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()

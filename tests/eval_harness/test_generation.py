@@ -158,3 +158,33 @@ def test_compare_writes_the_report_the_demo_reads(model_dir, tmp_path):
         out / "report.png"
     ).stat().st_size > 0
     shutil.rmtree(out / "samples")
+
+
+def test_r1_budget_on_a_short_context_model_is_capped_and_finishes(tmp_path, capsys):
+    """A real benchmark's default budget (R1: 32,768 new tokens) on models whose context is 512: each
+    sample is capped to what the context leaves, with one warning per model, and the compare ends."""
+    data = tmp_path / "mine.jsonl"
+    data.write_text(
+        "".join(json.dumps({"problem": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n" for i in range(2))
+    )
+    out = tmp_path / "cmp"
+    models = [f"teacher={TEACHER}", f"student={TEACHER.parent / 'student_base'}"]
+    args = ["compare", "--models", *models, "--custom", str(data), "--latency-prompts", "1"]
+    assert main([*args, "--backend", "hf", "--max-new-tokens", "1000000", "--output-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: max_new_tokens 1000000 does not fit the model's context of 512") == 2
+    report = json.loads((out / "report.json").read_text())
+    for m in report["models"].values():
+        s = m["benchmarks"]["mine"]
+        assert s["n"] == 2 and 0 < s["mean_response_tokens"] < 512
+
+
+def test_cli_engine_args_reach_vllm(model_dir, tmp_path, capsys):
+    pytest.importorskip("vllm", reason="runs in the vLLM environment (make test-vllm)")
+    engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 128}
+    args = ["--model", model_dir, "--backend", "vllm", "--engine-args", json.dumps(engine)]
+    args += ["--benchmarks", "toy", "--limit", "2", "--max-new-tokens", "5000"]
+    assert main([*args, "--output-dir", str(tmp_path / "o")]) == 0
+    assert "does not fit the model's context of 128" in capsys.readouterr().err  # max_model_len arrived
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["backend"] == "vllm" and s["benchmarks"]["toy"]["n"] == 2

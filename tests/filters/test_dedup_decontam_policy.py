@@ -1,11 +1,14 @@
 """Dedup (exact and MinHash near-duplicates), benchmark decontamination, keep policies, the pipeline."""
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from trace_gen.cli import main as trace_gen_main
+from trace_gen.errors import UsageError
 from trace_gen.filters import (
     Decontaminator,
     FilterConfig,
@@ -14,7 +17,7 @@ from trace_gen.filters import (
     filter_rows,
     filter_traces,
 )
-from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
+from trace_gen.verify.benchmarks import read_jsonl
 
 LONG = " ".join(f"step {i} we add {i} and {i + 1} to get {2 * i + 1}" for i in range(60))
 
@@ -26,12 +29,13 @@ def test_exact_and_near_duplicates_within_a_group():
     assert reasons == [None, "exact_duplicate", "near_duplicate", None, None]
 
 
-def test_decontamination_against_shared_benchmarks_and_a_given_set(tmp_path):
-    if not (benchmarks_dir() / "gsm8k_test.jsonl").exists():
-        pytest.skip("shared benchmarks not present")
+def test_decontamination_against_shipped_benchmarks_and_a_given_set(tmp_path):
     decon = Decontaminator.from_benchmarks()
+    assert decon.sources == ["aime24", "amc23", "gsm8k_test", "humaneval", "math500"]
     gsm_test = read_jsonl("gsm8k_test.jsonl")[5]["question"]
-    gsm_train = read_jsonl("gsm8k_train.jsonl")[5]["question"]
+    gsm_train = read_jsonl(Path(__file__).resolve().parents[1] / "data" / "gsm8k_train.jsonl.gz")[5][
+        "question"
+    ]
     math500 = read_jsonl("math500.jsonl")[7]["problem"]
     assert decon.match("Please solve: " + gsm_test) == "gsm8k_test"
     assert decon.match(math500.upper()) == "math500"
@@ -42,6 +46,15 @@ def test_decontamination_against_shared_benchmarks_and_a_given_set(tmp_path):
     extra.write_text(json.dumps({"question": "a brand new private question with many words in it"}) + "\n")
     decon.add_jsonl(extra)
     assert decon.match("so: a brand new private question with many words in it!") == "private_eval"
+
+
+def test_decontamination_with_an_empty_index_is_an_error(tmp_path):
+    with pytest.raises(UsageError, match="decontamination index is empty"):
+        Decontaminator.from_benchmarks(tmp_path)
+    with pytest.raises(UsageError, match="decontamination index is empty"):
+        Decontaminator().match("any prompt at all with enough words to make an n-gram of eight")
+    with pytest.raises(UsageError, match="decontamination index is empty"):  # not a silent no-op
+        filter_rows([_row("a", 0)], FilterConfig(benchmarks_dir=str(tmp_path)))
 
 
 def test_keep_policies():
@@ -72,7 +85,7 @@ def _row(pid, idx, verdict="correct", completion=None, user="Compute the sum of 
 
 
 def test_pipeline_counts_each_reason_and_writes_parquet(tmp_path):
-    gsm_question = read_jsonl("gsm8k_test.jsonl")[0]["question"] if benchmarks_dir().exists() else "x"
+    gsm_question = read_jsonl("gsm8k_test.jsonl")[0]["question"]
     rows = [
         _row("a", 0),
         _row("a", 1),
@@ -105,3 +118,36 @@ def test_pipeline_counts_each_reason_and_writes_parquet(tmp_path):
     assert pq.read_table(out / "part-00000.parquet").num_rows == 2
     assert pq.read_table(out / "rejected" / "part-00000.parquet").column("filter_reason").to_pylist()
     assert json.loads((out / "filter_report.json").read_text())["kept"] == 2 == report["kept"]
+
+
+def test_flagged_rows_are_dropped_unless_asked_to_keep_them():
+    flagged = {**_row("a", 1, verdict="passed"), "verdict_flags": ["network:connect"]}
+    rows = [{**_row("a", 0, verdict="passed"), "verdict_flags": []}, flagged]
+    kept, rejected, report = filter_rows(rows, FilterConfig(decontaminate=False))
+    assert [r["sample_idx"] for r in kept] == [0] and rejected[0][
+        "filter_reason"
+    ] == "flagged:network:connect"
+    assert report["flagged_rows"] == 1
+    kept, _, _ = filter_rows(rows, FilterConfig(decontaminate=False, drop_flagged=False))
+    assert len(kept) == 2
+
+
+def test_filter_cli_audit_writes_the_disagreements(tmp_path, capsys):
+    """A primary verdict the sympy-free second opinion contradicts is listed in audit_report.json."""
+    rows = [
+        {**_row("a", 0, completion="<think>r</think> \\boxed{42}"), "gold": "42"},
+        {**_row("b", 0, verdict="wrong", completion="<think>r</think> \\boxed{7}"), "gold": "7"},
+        {**_row("c", 0, verdict="passed"), "gold": ""},  # a code row: not audited
+    ]
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), traces / "part-00000.parquet")
+    out = tmp_path / "filtered"
+    assert trace_gen_main(["filter", str(traces), str(out), "--no-decontaminate", "--audit"]) == 0
+    audit = json.loads((out / "audit_report.json").read_text())
+    assert audit["rows"] == 2 and audit["pairs"] == {"correct/correct": 1, "wrong/correct": 1}
+    assert [(d["prompt_id"], d["primary"], d["second"]) for d in audit["disagreements"]] == [
+        ("b", "wrong", "correct")
+    ]
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["audit"]["disagreements"] == 1 and printed["audit"]["file"] == "audit_report.json"

@@ -26,7 +26,7 @@ def test_two_process_gloo_ddp(toy, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-        "-m", "sft", "run", "--use_cpu", "true", "--model_name_or_path", str(toy.student),
+        "-m", "sft", "run", "--config", "configs/sft/toy_student.yaml", "--use_cpu", "true", "--model_name_or_path", str(toy.student),
         "--traces", str(toy.traces), "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
         "--logging_steps", "1", "--lint_samples", "4", "--disable_tqdm", "true",
         "--kd_source", "online", "--kd_alpha", "0.5", "--teacher_model_name_or_path", str(toy.teacher),

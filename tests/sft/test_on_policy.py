@@ -34,6 +34,7 @@ from .conftest import conversation
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = str(REPO / "trace_gen" / "toy" / "assets")
+TOY_RECIPE = str(REPO / "configs" / "sft" / "toy_on_policy.yaml")  # the CLI needs a recipe to name a model
 
 
 def load(path):
@@ -203,7 +204,7 @@ def test_unclosed_think_samples_are_counted_and_dropped(tmp_path):
 
 
 def run_cli(toy, out, *extra):
-    argv = ["on-policy", "--model_name_or_path", str(toy.student), "--teacher_model_name_or_path", str(toy.teacher),
+    argv = ["on-policy", "--config", TOY_RECIPE, "--model_name_or_path", str(toy.student), "--teacher_model_name_or_path", str(toy.teacher),
             "--teacher_dtype", "float32", "--prompts", str(toy.traces), "--output_dir", str(out), "--max_steps", "3",
             "--per_device_train_batch_size", "4", "--max_completion_length", "24", "--learning_rate", "1e-2",
             "--logging_steps", "1", "--lint_samples", "4", "--disable_tqdm", "true", "--save_strategy", "no", *extra]  # fmt: skip
@@ -231,7 +232,7 @@ def test_cli_full_fine_tune_with_a_4bit_teacher_from_an_adapter_directory(toy, t
     """`sft run`'s adapter directory as the student, merged and trained in full, scored by an nf4 teacher."""
     pytest.importorskip("bitsandbytes", reason="the qlora extra")
     sft_out = tmp_path / "sft"
-    assert main(["run", "--model_name_or_path", str(toy.student), "--traces", str(toy.traces), "--output_dir",
+    assert main(["run", "--config", str(REPO / "configs" / "sft" / "toy_student.yaml"), "--model_name_or_path", str(toy.student), "--traces", str(toy.traces), "--output_dir",
                  str(sft_out), "--max_steps", "1", "--per_device_train_batch_size", "4", "--lint_samples", "2",
                  "--disable_tqdm", "true"]) == 0  # fmt: skip
     out = tmp_path / "op"
@@ -305,7 +306,7 @@ def test_bad_input_is_one_line_before_training(toy, tmp_path, capsys):
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(toy, tmp_path):
     out = tmp_path / "killed"
-    argv = ["--model_name_or_path", str(toy.student), "--teacher_model_name_or_path", str(toy.teacher),
+    argv = ["--config", TOY_RECIPE, "--model_name_or_path", str(toy.student), "--teacher_model_name_or_path", str(toy.teacher),
             "--teacher_dtype", "float32", "--prompts", str(toy.traces), "--output_dir", str(out),
             "--per_device_train_batch_size", "4", "--max_completion_length", "24", "--learning_rate", "1e-2",
             "--logging_steps", "1", "--lint_samples", "4", "--disable_tqdm", "true", "--max_steps", "12",
@@ -333,7 +334,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(toy, tmp_path):
 
 
 def real_cli(student, teacher, out, *extra):
-    argv = ["on-policy", "--model_name_or_path", str(student), "--teacher_model_name_or_path", str(teacher),
+    argv = ["on-policy", "--config", TOY_RECIPE, "--model_name_or_path", str(student), "--teacher_model_name_or_path", str(teacher),
             "--teacher_dtype", "float32", "--prompts", "toy", "--max_prompts", "8", "--output_dir", str(out),
             "--max_steps", "1", "--per_device_train_batch_size", "2", "--max_completion_length", "8",
             "--lint_samples", "2", "--disable_tqdm", "true", "--save_strategy", "no", "--use_peft", "true",

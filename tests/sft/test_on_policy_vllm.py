@@ -81,7 +81,7 @@ def test_server_topk_is_the_in_process_teachers_and_so_is_the_loss(server, tmp_p
 
 
 def cli(out, teacher, *extra):
-    argv = ["on-policy", "--model_name_or_path", str(ASSETS / "student_base"), "--teacher_model_name_or_path",
+    argv = ["on-policy", "--config", str(REPO / "configs" / "sft" / "toy_on_policy.yaml"), "--model_name_or_path", str(ASSETS / "student_base"), "--teacher_model_name_or_path",
             teacher, "--prompts", "toy", "--max_prompts", "64", "--output_dir", str(out), "--max_steps", "2",
             "--per_device_train_batch_size", "4", "--max_completion_length", "32", "--learning_rate", "1e-2",
             "--logging_steps", "1", "--lint_samples", "4", "--disable_tqdm", "true", "--save_strategy", "no",

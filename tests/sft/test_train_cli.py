@@ -6,14 +6,18 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from sft.cli import main
+from sft.config import DEFAULT_CONFIG
+
+from .conftest import write_traces
 
 pytestmark = pytest.mark.integration
 
 
 def run(toy, out, *extra, traces=None):
-    argv = ["run", "--model_name_or_path", str(toy.student), "--traces", str(traces or toy.traces),
+    argv = ["run", "--config", str(DEFAULT_CONFIG), "--model_name_or_path", str(toy.student), "--traces", str(traces or toy.traces),
             "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
             "--learning_rate", "1e-2", "--logging_steps", "1", "--lint_samples", "4", "--disable_tqdm", "true",
             *extra]  # fmt: skip
@@ -67,7 +71,7 @@ def test_resume_from_checkpoint(toy, tmp_path):
 
 def test_lint_only_writes_nothing(toy, tmp_path, capsys):
     out = tmp_path / "lint"
-    assert main(["run", "--model_name_or_path", str(toy.student), "--traces", str(toy.traces),
+    assert main(["run", "--config", str(DEFAULT_CONFIG), "--model_name_or_path", str(toy.student), "--traces", str(toy.traces),
                  "--output_dir", str(out), "--lint_only", "true"]) == 0  # fmt: skip
     assert "-> ok" in capsys.readouterr().out and not out.exists()
 
@@ -81,3 +85,32 @@ def test_kd_from_the_cli(toy, tmp_path):
     online = run(toy, tmp_path / "on", "--kd_source", "online", "--kd_alpha", "0.5", "--teacher_model_name_or_path",
                  str(toy.teacher), "--teacher_load_in_4bit", "true", "--kd_temperature", "2", "--kd_temperature_end", "1")  # fmt: skip
     assert online["kd_source"] == "online" and (tmp_path / "on" / "merged" / "model.safetensors").exists()
+
+
+def test_offline_kd_padding_free_and_out_of_range_topk(toy, tmp_path, capsys):
+    """Padding-free offline KD trains (its collator concatenates the rows); a top-k id beyond the student's
+    embedding rows is one line before any model loads."""
+    summary = run(toy, tmp_path / "pf", "--kd_source", "offline", "--kd_alpha", "0.5", "--padding_free", "true",
+                  "--max_length", "256", traces=toy.traces_topk)  # fmt: skip
+    assert summary["global_step"] == 2 and summary["offline_alignment"]["aligned"] == 24
+    rows = [dict(r) for r in toy.topk_rows]
+    rows[3] = {**rows[3], "topk_ids": [10**6, *rows[3]["topk_ids"][1:]]}
+    bad = write_traces(tmp_path / "bad", rows)
+    argv = ["run", "--config", str(DEFAULT_CONFIG), "--model_name_or_path", str(toy.student), "--traces", str(bad),
+            "--output_dir", str(tmp_path / "o"), "--kd_source", "offline", "--kd_alpha", "0.5"]  # fmt: skip
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert (
+        len(err) == 1 and "token id 1,000,000 but the student has" in err[0] and not (tmp_path / "o").exists()
+    )
+
+
+def test_plain_text_rows_keep_the_chat_template(toy, tmp_path):
+    """Language-modelling rows (the toy base model's pre-training): the saved tokenizer keeps its template."""
+    texts = write_traces(
+        tmp_path / "texts", [{"text": f"{i} + 1 = {i + 1}", "verdict": "correct"} for i in range(8)]
+    )
+    out = tmp_path / "text"
+    summary = run(toy, out, "--assistant_only_loss", "false", "--use_peft", "false", traces=texts)
+    assert summary["mode"] == "full"
+    assert AutoTokenizer.from_pretrained(out).chat_template == toy.tokenizer.chat_template

@@ -46,7 +46,7 @@ def rows():
 
     def read(out: Path) -> dict:
         found = {}
-        for f in sorted([*out.glob("part-*.parquet"), *out.glob("rejected/part-*.parquet")]):
+        for f in sorted([*out.glob("data/*.parquet"), *out.glob("rejected/part-*.parquet")]):
             for r in pq.read_table(f, columns=["prompt_id", "sample_idx", "completion"]).to_pylist():
                 key = (r["prompt_id"], r["sample_idx"])
                 assert key not in found, f"duplicate {key} in {f}"

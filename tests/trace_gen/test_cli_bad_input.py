@@ -42,7 +42,7 @@ def test_unreachable_server_is_one_line_and_writes_no_parts(tmp_path, capsys):
     assert main([*argv, "--dataset", str(data), "--out", str(tmp_path / "o")]) == 2
     line = error_line(capsys)
     assert "127.0.0.1:9" in line and "after 2 attempts" in line
-    assert not list((tmp_path / "o").glob("part-*")) and not (tmp_path / "o" / "manifest.jsonl").exists()
+    assert not list((tmp_path / "o").rglob("part-*")) and not (tmp_path / "o" / "manifest.jsonl").exists()
 
 
 def test_bad_json_line_names_the_line(tiny_teacher, tmp_path, capsys):

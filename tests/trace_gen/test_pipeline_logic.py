@@ -62,8 +62,8 @@ def settings(**kw):
     return RunSettings(**{"n": 100, "batch_prompts": 2, "keep_rejected": True, **kw})
 
 
-def read(out, sub=""):
-    files = sorted((out / sub).glob("part-*.parquet"))
+def read(out, sub="data"):
+    files = sorted((out / sub).glob("*.parquet"))
     return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
@@ -127,7 +127,7 @@ def test_logprob_columns_round_trip(tmp_path, k):
     prompts = [prompt("a", "qa")]
     teacher = ScriptedTeacher({"qa": [GOOD, GOOD]}, logprobs_k=k)
     run(teacher, "t", prompts, SamplingConfig(n=2, logprobs=k), settings(), tmp_path, {"id": 1})
-    table = pq.read_table(next(tmp_path.glob("part-*.parquet")))
+    table = pq.read_table(next(tmp_path.glob("data/*.parquet")))
     assert str(table.schema.field("topk_ids").type) == "list<element: int32>"
     assert str(table.schema.field("topk_logprobs").type) == "list<element: halffloat>"
     assert str(table.schema.field("token_ids").type) == "list<element: int32>"
@@ -140,5 +140,5 @@ def test_logprob_columns_round_trip(tmp_path, k):
     np.testing.assert_array_equal(token_ids, expected.token_ids)
     from datasets import load_dataset
 
-    ds = load_dataset("parquet", data_files=str(tmp_path / "part-*.parquet"), split="train")
+    ds = load_dataset(str(tmp_path), split="train")  # the trace dir itself is a Hugging Face dataset
     assert ds.features["topk_logprobs"].feature.dtype == "float16"

@@ -35,7 +35,7 @@ def ray_cmd(out: Path, *extra: str) -> list[str]:
 def kept_keys(out: Path) -> set:
     return {
         (r["prompt_id"], r["sample_idx"])
-        for f in out.glob("part-*.parquet")
+        for f in out.glob("data/*.parquet")
         for r in pq.read_table(f, columns=["prompt_id", "sample_idx"]).to_pylist()
     }
 

@@ -76,3 +76,11 @@ def test_pipeline_writes_logprob_columns_and_skips_long_prompts(backend, tmp_pat
         assert ids.shape == lps.shape == (row["num_tokens"], 4) and len(token_ids) == row["num_tokens"]
     table = pq.read_table(next(tmp_path.glob("rejected/part-*.parquet")))
     assert str(table.schema.field("topk_logprobs").type) == "list<element: halffloat>"
+
+
+def test_new_tokens_are_capped_to_max_model_len(backend, capsys):
+    ids = backend.prompt_token_ids(CHAT)
+    cfg = SamplingConfig(n=2, temperature=1.0, max_new_tokens=100_000)
+    (samples,) = backend.generate([ids], cfg, seed=7)
+    assert all(0 < s.num_tokens <= 256 - len(ids) for s in samples)
+    assert "context of 256 tokens" in capsys.readouterr().err

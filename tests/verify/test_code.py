@@ -1,14 +1,11 @@
 """Code verdicts: HumanEval canonical solutions through the full sandbox, controls, stdio tests."""
 
-import pytest
+import subprocess
+import sys
 
-from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
+from trace_gen.verify.benchmarks import read_jsonl
 from trace_gen.verify.code import check_humaneval_many, check_stdio, check_stdio_many, outputs_match
 from trace_gen.verify.sandbox import Limits, sandbox_setup
-
-needs_humaneval = pytest.mark.skipif(
-    not (benchmarks_dir() / "humaneval.jsonl.gz").exists(), reason="shared benchmarks not present"
-)
 
 
 def test_sandbox_is_isolated_on_this_machine():
@@ -16,7 +13,6 @@ def test_sandbox_is_isolated_on_this_machine():
     assert mode == "namespaces", "namespaces (unshare) should work here; without them runs are UNISOLATED"
 
 
-@needs_humaneval
 def test_humaneval_canonical_solutions_all_pass_and_a_shuffled_control_fails():
     tasks = read_jsonl("humaneval.jsonl.gz")
     assert len(tasks) == 164
@@ -30,6 +26,7 @@ def test_humaneval_canonical_solutions_all_pass_and_a_shuffled_control_fails():
     ]
     control = check_humaneval_many(shuffled[:60], workers=2)
     assert sum(v.kept for v in control) == 0, [v for v in control if v.kept]
+    assert not [v for v in verdicts if v.flags], "canonical solutions attempt nothing"
     assert {v.verdict for v in control} <= {"failed", "crashed", "timeout"}
 
 
@@ -56,9 +53,32 @@ def test_unisolated_fallback_still_limits_and_says_so_loudly():
     from trace_gen.verify.sandbox import _execute
 
     python, _ = sandbox_setup()
-    result = _execute("import os\nprint(os.getuid())", "", Limits(timeout_s=10), python, "none")
+    job = {"mode": "program", "program": "import os\nprint(os.getuid())"}
+    result = _execute(job, "", Limits(timeout_s=10), python, "none")
     assert result.isolation == "none" and int(result.stdout) != 0
     verdict = verdict_from_run(result)
     assert verdict.verdict == "passed" and verdict.reason.startswith("UNISOLATED")
-    looping = verdict_from_run(_execute("while True: pass", "", Limits(timeout_s=1), python, "none"))
+    looping = {"mode": "program", "program": "while True: pass"}
+    looping = verdict_from_run(_execute(looping, "", Limits(timeout_s=1), python, "none"))
     assert looping.verdict == "timeout" and "UNISOLATED" in looping.reason
+
+
+def test_without_namespaces_the_sandbox_refuses_in_one_line_unless_allowed():
+    """Namespaces work on this machine, so their failure is simulated: the unshare command is replaced
+    by `false` (as where user namespaces are disabled). A SandboxUnavailable line naming the opt-out."""
+    probe = (
+        "import os\n"
+        "import trace_gen.verify.sandbox as sandbox\n"
+        "sandbox._UNSHARE = ['false']\n"
+        "from trace_gen.verify.sandbox import SandboxUnavailable, run_program\n"
+        "try:\n    run_program('print(1)')\nexcept SandboxUnavailable as e:\n    print('REFUSED', e)\n"
+        "os.environ['DISTILL_ALLOW_UNISOLATED'] = '1'\n"
+        "from trace_gen.verify.sandbox import sandbox_setup\n"
+        "sandbox_setup.cache_clear()\n"
+        "print('ALLOWED', run_program('print(1)').isolation)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("REFUSED the code sandbox needs Linux namespaces"), out
+    assert "--allow-unisolated" in lines[0] and "DISTILL_ALLOW_UNISOLATED=1" in lines[0]
+    assert lines[1] == "ALLOWED none", out

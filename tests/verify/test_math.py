@@ -2,16 +2,11 @@
 
 import random
 
-import pytest
-
 from trace_gen.verify import Verdict, extract_boxed, verify_math
-from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
-from trace_gen.verify.math import extract_answer, extract_gsm8k, extract_last_number, verify_answer
+from trace_gen.verify.answers import extract_answer, extract_gsm8k, extract_last_number, normalise_answer
+from trace_gen.verify.benchmarks import read_jsonl
+from trace_gen.verify.math import verify_answer
 from trace_gen.verify.pool import MathVerifierPool
-
-needs_benchmarks = pytest.mark.skipif(
-    not (benchmarks_dir() / "math500.jsonl").exists(), reason="shared benchmarks not present"
-)
 
 
 def test_boxed_only_after_think():
@@ -22,10 +17,18 @@ def test_boxed_only_after_think():
     assert extract_boxed("plain \\boxed{a{b}c} then \\fbox{7}") == "7"
 
 
+def test_boxed_with_escaped_braces_piecewise():
+    piecewise = "\\left\\{\\begin{array}{ll} x & x>0 \\\\ -x & x \\le 0\\end{array}\\right."
+    assert extract_boxed(f"so \\boxed{{{piecewise}}} is f.") == piecewise
+    assert extract_boxed("\\boxed{\\{1, 2\\}}") == "\\{1, 2\\}"
+
+
 def test_gsm8k_and_last_number_extractors():
     assert extract_gsm8k("so <<2*3=6>>6\n#### 1,234") == "1234"
     assert extract_gsm8k("#### $18.") == "18"
     assert extract_last_number("<think>42</think> The total is 3,500 dollars.") == "3500"
+    assert extract_last_number("the pair is (6,5)") == "(6,5)"  # a tuple, not 65
+    assert extract_last_number("so it is \\mathbf{9 8 7 2 1}") == "98721"
     assert extract_answer("The answer is 7.", ("boxed", "last_number")) == ("7", "last_number")
     assert extract_answer("The answer is 7.") is None  # fallbacks are opt-in
 
@@ -36,40 +39,65 @@ def test_verdicts_carry_reasons():
     assert wrong.verdict == "wrong" and not wrong.kept
     assert verify_math("<think> \\boxed{4}", "4").verdict == "unverifiable"
     assert verify_math("no answer", "4").verdict == "unverifiable"
+    prose = verify_math("Thus there are 41 such integers.", "41", ("boxed", "prose"))
+    assert prose == Verdict("correct", "matches gold (same text) (extracted by prose:final_sentence)")
 
 
-@needs_benchmarks
-def test_math500_reference_solutions_verify_and_shuffled_control_is_rejected():
-    rows = read_jsonl("math500.jsonl")
-    with MathVerifierPool(workers=2, timeout_s=20) as pool:
-        verdicts = pool.map([r["solution"] for r in rows], [r["answer"] for r in rows])
-        correct = sum(v.verdict == "correct" for v in verdicts)
-        assert correct >= 0.99 * len(rows), f"only {correct}/{len(rows)} reference solutions verified"
-
-        perm = list(range(len(rows)))
-        random.Random(0).shuffle(perm)
-        same_gold = pool._pool.map_args([(rows[i]["answer"], rows[j]["answer"]) for i, j in enumerate(perm)])
-        pairs = [(i, j) for (i, j), v in zip(enumerate(perm), same_gold, strict=True) if not v.kept]
-        assert len(rows) - len(pairs) <= 15, "too many shuffled pairs with equivalent gold answers"
-        control = pool.map([rows[i]["solution"] for i, _ in pairs], [rows[j]["answer"] for _, j in pairs])
-    accepted = sum(v.kept for v in control)
-    assert accepted <= 0.01 * len(pairs), f"shuffled control accepted {accepted}/{len(pairs)}"
+def test_normal_form():
+    assert normalise_answer("\\$1{,}234.") == "1234"
+    assert normalise_answer("10 \\text { years }") == "10"
+    assert normalise_answer("864 \\mbox{ inches}^2") == "864"
+    assert normalise_answer("62.5\\%") == "62.5"
+    assert normalise_answer("-1./3") == "-1/3"
+    assert normalise_answer("x = \\dfrac{1}{2}") == "\\frac{1}{2}"
+    assert normalise_answer("\\text{(C)}") == "C"
+    assert normalise_answer("90^\\circ") == "90"
+    assert normalise_answer("\\pi r^2") == "\\pi r^2"
+    assert (
+        normalise_answer("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}") == "\\begin{pmatrix}1\\\\2\\end{pmatrix}"
+    )
 
 
-@needs_benchmarks
-def test_gsm8k_reference_solutions_verify_and_shuffled_control_is_rejected():
+def _references(name: str) -> tuple[list[str], list[str], tuple[str, ...]]:
+    if name == "math500":
+        rows = read_jsonl("math500.jsonl")
+        return [r["solution"] for r in rows], [r["answer"] for r in rows], ("boxed",)
     rows = read_jsonl("gsm8k_test.jsonl")
-    golds = [r["answer"].split("####")[-1].strip().replace(",", "") for r in rows]
-    with MathVerifierPool(workers=2, timeout_s=20) as pool:
-        verdicts = pool.map([r["answer"] for r in rows], golds, extractors=("gsm8k",))
-        correct = sum(v.verdict == "correct" for v in verdicts)
-        assert correct >= 0.995 * len(rows), f"only {correct}/{len(rows)} GSM8K solutions verified"
-        perm = list(range(len(rows)))
+    return (
+        [r["answer"] for r in rows],
+        [normalise_answer(r["answer"].split("####")[-1]) for r in rows],
+        ("gsm8k",),
+    )
+
+
+def test_reference_solutions_verify_with_and_without_the_fast_path():
+    """Equivalence itself (fast path off: every pair goes through math-verify) on both sets."""
+    for name in ("math500", "gsm8k"):
+        solutions, golds, extractors = _references(name)
+        for fast_path, minimum in ((True, 1.0), (False, 0.99)):
+            with MathVerifierPool(workers=2, timeout_s=20, fast_path=fast_path) as pool:
+                verdicts = pool.map(solutions, golds, extractors)
+            correct = sum(v.verdict == "correct" for v in verdicts)
+            assert correct >= minimum * len(golds), (name, fast_path, correct, len(golds))
+
+
+def test_shuffled_control_and_constant_answers_accept_nothing_wrong():
+    """Each reference scored against another item's gold, and \\boxed{0}/{1}/{2} on every item: an accept
+    counts as false when the two golds (or the gold and the constant) are not the same number/text."""
+    for name in ("math500", "gsm8k"):
+        solutions, golds, extractors = _references(name)
+        perm = list(range(len(golds)))
         random.Random(0).shuffle(perm)
-        pairs = [(i, j) for i, j in enumerate(perm) if golds[i] != golds[j]]
-        control = pool.map([rows[i]["answer"] for i, _ in pairs], [golds[j] for _, j in pairs], ("gsm8k",))
-    accepted = sum(v.kept for v in control)
-    assert accepted <= 0.01 * len(pairs), f"shuffled control accepted {accepted}/{len(pairs)}"
+        with MathVerifierPool(workers=2, timeout_s=20) as pool:
+            same = pool._pool.map_args([(golds[i], golds[j], "boxed", True) for i, j in enumerate(perm)])
+            pairs = [(i, j) for (i, j), v in zip(enumerate(perm), same, strict=True) if not v.kept]
+            control = pool.map([solutions[i] for i, _ in pairs], [golds[j] for _, j in pairs], extractors)
+            false_accepts = [pairs[k] for k, v in enumerate(control) if v.kept]
+            assert not false_accepts, (name, false_accepts[:5])
+            for constant in "012":
+                verdicts = pool.map([f"\\boxed{{{constant}}}"] * len(golds), golds)
+                accepted = [g for g, v in zip(golds, verdicts, strict=True) if v.kept]
+                assert all(normalise_answer(g) == constant for g in accepted), (name, constant, accepted[:5])
 
 
 def test_verify_answer_is_symmetric_on_simple_forms():
@@ -78,17 +106,11 @@ def test_verify_answer_is_symmetric_on_simple_forms():
 
 
 def test_fast_path_agrees_with_math_verify():
-    from math_verify import parse, verify
-
-    from trace_gen.verify.math import _fast_verdict
-
-    assert _fast_verdict("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})").kept
-    assert _fast_verdict("042", "42").kept and not _fast_verdict("41", "42").kept
-    assert _fast_verdict("\\frac{1}{2}", "0.5") is None  # needs math-verify
-    for answer, gold in [("-7", "-7"), ("12", "13"), ("\\sqrt{2}", "\\sqrt{2}")]:
-        same = verify(
-            parse(f"${gold}$", parsing_timeout=None),
-            parse(f"${answer}$", parsing_timeout=None),
-            timeout_seconds=None,
-        )
-        assert _fast_verdict(answer, gold).kept == same
+    for answer, gold in [
+        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3,\\frac{\\pi}{2})"),
+        ("042", "42"),
+        ("-7", "-7"),
+        ("\\sqrt{2}", "\\sqrt{2}"),
+        ("12", "13"),
+    ]:
+        assert verify_answer(answer, gold).verdict == verify_answer(answer, gold, fast_path=False).verdict

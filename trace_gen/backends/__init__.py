@@ -2,10 +2,13 @@
 
 `make_backend(kind, model, ...)` is the one place that maps a `--backend` name to a backend; the
 trace generator and the evaluation harness both build theirs through it. Every backend has
-`prompt_token_ids(messages)`, `generate(prompts, SamplingConfig, seed)`, `batch_size`,
+`prompt_token_ids(messages)`, `generate(prompts, SamplingConfig, seed)`, `close()`, `batch_size`,
 `generated_tokens`, `generate_seconds` and `tokenized` (False when a prompt is the chat itself).
+Every backend returns whole assistant texts (a `<think>` the template prefilled comes first,
+`Sample.prefill`) and caps new tokens to the model's context; `base.auto_backend()` picks one when
+the user names none.
 
-- hf: transformers `generate`, length-bucketed batches (CPU default, the toy teacher);
+- hf: transformers `generate`, length-bucketed batches; `device`, `dtype` (GPU when visible);
 - vllm: in-process `vllm.LLM`; `engine_args` are vLLM's own EngineArgs fields;
 - openai: an OpenAI-compatible server; `base_url`, `api_key_env`, `concurrency`, `max_retries`, ...
 """

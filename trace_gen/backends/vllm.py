@@ -4,7 +4,9 @@ Engine settings are vLLM's own `EngineArgs` fields passed through as a dict (CLI
 '{"tensor_parallel_size": 8, "max_model_len": 34816}'`); unknown names are refused with the list of
 valid ones. Prompt i of a `generate` call is sampled with seed `seed + i*n` (vLLM gives its j-th
 sample seed + i*n + j), so every sample has its own seed and a batch is reproducible from the seed
-recorded in its rows. With `SamplingConfig.logprobs = k` the top-k logprobs of every
+recorded in its rows. Each prompt's new tokens are capped to `max_model_len` minus its length
+(warned once), and a `<think>` the template prefilled is put back at the start of the sample's text
+(`Sample.prefill`). With `SamplingConfig.logprobs = k` the top-k logprobs of every
 generated token come back from the same sampling pass (vLLM's default `logprobs_mode` is
 "raw_logprobs": log-softmax of the unmodified logits, i.e. the teacher's distribution at T=1).
 
@@ -18,7 +20,7 @@ import time
 
 import numpy as np
 
-from trace_gen.backends.base import Sample, SamplingConfig
+from trace_gen.backends.base import ContextCap, Sample, SamplingConfig, think_prefill
 from trace_gen.errors import UsageError
 
 
@@ -56,6 +58,7 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.max_prompt_tokens = self.max_model_len - 1
+        self.context = ContextCap(self.max_model_len)
         self.generated_tokens = 0
         self.generate_seconds = 0.0
 
@@ -68,14 +71,14 @@ class VLLMBackend:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def sampling_params(self, sampling: SamplingConfig, seed: int):
+    def sampling_params(self, sampling: SamplingConfig, seed: int, prompt_tokens: int):
         from vllm import SamplingParams
 
         return SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
             top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
-            max_tokens=sampling.max_new_tokens,
+            max_tokens=self.context(sampling.max_new_tokens, prompt_tokens),
             seed=seed,
             logprobs=sampling.logprobs,
             stop=list(sampling.stop) or None,
@@ -90,30 +93,35 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
 
         inputs = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
-        params = [self.sampling_params(sampling, seed + i * sampling.n) for i in range(len(prompts))]
+        params = [
+            self.sampling_params(sampling, seed + i * sampling.n, len(p)) for i, p in enumerate(prompts)
+        ]
         t0 = time.perf_counter()
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
         self.generate_seconds += time.perf_counter() - t0
         results = []
-        for out in outputs:
-            samples = [self._sample(c, sampling.logprobs) for c in sorted(out.outputs, key=lambda c: c.index)]
+        for prompt, out in zip(prompts, outputs, strict=True):
+            prefill = think_prefill(self.tokenizer.decode(prompt))
+            completions = sorted(out.outputs, key=lambda c: c.index)
+            samples = [self._sample(c, sampling.logprobs, prefill) for c in completions]
             self.generated_tokens += sum(s.num_tokens for s in samples)
             results.append(samples)
         return results
 
     @staticmethod
-    def _sample(completion, k: int | None) -> Sample:
+    def _sample(completion, k: int | None, prefill: str) -> Sample:
         token_ids = np.asarray(completion.token_ids, dtype=np.int32)
         topk_ids = topk_logprobs = None
         if k:
             topk_ids, topk_logprobs = topk_from_vllm(completion.logprobs, len(token_ids), k)
         return Sample(
-            text=completion.text,
+            text=prefill + completion.text,
             num_tokens=len(token_ids),
             finish_reason=str(completion.finish_reason),
             token_ids=token_ids if k else None,
             topk_ids=topk_ids,
             topk_logprobs=topk_logprobs,
+            prefill=prefill,
         )
 
 

@@ -1,14 +1,16 @@
 """Decontamination: drop training rows that share a word 8-gram with a benchmark (test) set.
 
-`Decontaminator.from_benchmarks()` indexes the problem text of every test set in
-../shared/benchmarks (the *train* files are skipped); `add_texts`/`add_jsonl` index any other
-dataset. `match(text)` names the first benchmark sharing an n-gram with `text`, or None.
+`Decontaminator.from_benchmarks()` indexes the problem text of every test set shipped with the
+package (trace_gen/verify/data; the *train* files are skipped); `add_texts`/`add_jsonl` index any
+other dataset. `match(text)` names the first benchmark sharing an n-gram with `text`, or None.
+An empty index is an error (a missing benchmark directory must not silently decontaminate nothing).
 """
 
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from trace_gen.errors import UsageError
 from trace_gen.verify.benchmarks import benchmarks_dir, read_jsonl
 
 _WORD = re.compile(r"\w+")
@@ -49,10 +51,17 @@ class Decontaminator:
         for path in sorted([*directory.glob("*.jsonl"), *directory.glob("*.jsonl.gz")]):
             if "train" not in path.name:
                 decon.add_jsonl(path)
+        if not decon.index:
+            raise UsageError(
+                f"decontamination index is empty: no benchmark test sets (*.jsonl, *.jsonl.gz) in {directory}; "
+                f"point --benchmarks-dir / DISTILL_BENCHMARKS_DIR at them, or turn decontamination off"
+            )
         return decon
 
     def match(self, text: str) -> str | None:
-        """The benchmark sharing a word n-gram with text, or None."""
+        """The benchmark sharing a word n-gram with text, or None (an empty index is an error)."""
+        if not self.index:
+            raise UsageError("decontamination index is empty: index benchmark texts before matching")
         for gram in ngrams(text, self.n):
             if gram in self.index:
                 return self.index[gram]

@@ -8,7 +8,7 @@ import re
 import unicodedata
 import zlib
 
-from trace_gen.verify.math import THINK_END, THINK_START
+from trace_gen.verify.completion import THINK_END, THINK_START, split_think
 
 # Scripts told apart for the mixed-language check; Greek is left out (it is maths notation).
 _LATIN_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{4,}")
@@ -88,8 +88,8 @@ def format_problem(
             return "think_not_closed_once"
         if completion.count(THINK_START) > 1 or completion.find(THINK_START) > completion.find(THINK_END):
             return "think_malformed"
-    answer = completion.rsplit(THINK_END, 1)[-1]
-    if not answer.strip():
+    _, answer = split_think(completion)
+    if not answer:
         return "no_answer"
     if len(completion) < min_chars:
         return "too_short"

@@ -3,10 +3,13 @@
 `filter_rows(rows, config)` takes trace rows (the schema in ../shared/DESIGN.md) and returns
 (kept, rejected, report): each rejected row gains a `filter_reason`, and the report counts rows
 per verdict and per reason. Checks run in order and a row is charged to the first one it fails:
-verdict -> format -> exact/near duplicate (within a prompt) -> decontamination -> keep policy.
+verdict -> sandbox flags -> format -> exact/near duplicate (within a prompt) -> decontamination ->
+keep policy.
 
 `filter_traces(in_dir, out_dir, config)` does the same on a traces directory of Parquet parts and
-writes out_dir/part-00000.parquet, out_dir/rejected/part-00000.parquet and out_dir/filter_report.json.
+writes out_dir/part-00000.parquet, out_dir/rejected/part-00000.parquet and out_dir/filter_report.json;
+with `audit=True` also out_dir/audit_report.json: the math rows' verdicts against a sympy-free second
+opinion (`trace_gen.verify.audit`), with the rows where the two disagree.
 
 Usage:
     from trace_gen.filters import FilterConfig, filter_traces
@@ -21,8 +24,8 @@ from pathlib import Path
 from trace_gen.filters.decontam import Decontaminator
 from trace_gen.filters.dedup import duplicate_reasons
 from trace_gen.filters.format import format_problem
-from trace_gen.filters.policy import apply_policy
-from trace_gen.verify.verdict import KEPT_VERDICTS
+from trace_gen.filters.policy import apply_policy, flag_reason
+from trace_gen.verify.verdict import KEPT_VERDICTS, MATH_VERDICTS, Verdict
 
 
 @dataclass
@@ -31,6 +34,10 @@ class FilterConfig:
 
     keep_verdicts: tuple[str, ...] = field(
         default=tuple(sorted(KEPT_VERDICTS)), metadata={"help": "verdicts kept (others rejected)"}
+    )
+    drop_flagged: bool = field(
+        default=True,
+        metadata={"help": "drop rows the code sandbox flagged (network, writes, signals, tampering...)"},
     )
     require_think: bool = field(default=True, metadata={"help": "</think> exactly once"})
     min_chars: int = field(default=1, metadata={"help": "shortest completion kept (characters)"})
@@ -41,13 +48,18 @@ class FilterConfig:
         default=0.9, metadata={"help": "MinHash Jaccard threshold within a prompt; None: exact only"}
     )
     decontaminate: bool = field(default=True, metadata={"help": "8-gram check against benchmarks"})
-    benchmarks_dir: str | None = field(default=None, metadata={"help": "default: ../shared/benchmarks"})
+    benchmarks_dir: str | None = field(
+        default=None, metadata={"help": "default: the sets shipped in trace_gen/verify/data"}
+    )
     extra_contamination_sets: tuple[str, ...] = field(
         default=(), metadata={"help": "more JSONL files whose problem/question/prompt texts are test data"}
     )
     ngram: int = field(default=8, metadata={"help": "n of the decontamination word n-grams"})
     policy: str = field(default="all", metadata={"help": "all | max_per_prompt | shortest"})
     m: int = field(default=1, metadata={"help": "samples per prompt for max_per_prompt"})
+    audit: bool = field(
+        default=False, metadata={"help": "second opinion on math verdicts; writes audit_report.json"}
+    )
 
 
 def prompt_text(row: dict) -> str:
@@ -66,6 +78,9 @@ def filter_rows(
         verdict = row.get("verdict")
         if verdict not in config.keep_verdicts:
             reasons[i] = f"verdict:{verdict}"
+            continue
+        if config.drop_flagged and (flag := flag_reason(row)):
+            reasons[i] = f"flagged:{flag}"
             continue
         problem = format_problem(
             row.get("completion") or "",
@@ -115,6 +130,7 @@ def filter_rows(
         "verdicts": dict(Counter(str(row.get("verdict")) for row in rows)),
         "reasons": dict(Counter(r for r in reasons if r is not None)),
         "unisolated_code_verdicts": sum("UNISOLATED" in str(row.get("verdict_reason") or "") for row in rows),
+        "flagged_rows": sum(flag_reason(row) is not None for row in rows),
         "config": asdict(config),
     }
     return kept, rejected, report
@@ -127,10 +143,13 @@ def filter_traces(in_dir: str | Path, out_dir: str | Path, config: FilterConfig 
     import pyarrow.parquet as pq
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    parts = sorted(p for p in in_dir.glob("*.parquet"))
+    from trace_gen.dataset import trace_parts
+
+    parts = trace_parts(in_dir)
     assert parts, f"no Parquet parts in {in_dir}"
     table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
-    kept, rejected, report = filter_rows(table.to_pylist(), config)
+    rows = table.to_pylist()
+    kept, rejected, report = filter_rows(rows, config)
     (out_dir / "rejected").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(kept, schema=table.schema), out_dir / "part-00000.parquet")
     if rejected:
@@ -139,5 +158,28 @@ def filter_traces(in_dir: str | Path, out_dir: str | Path, config: FilterConfig 
             pa.Table.from_pylist(rejected, schema=schema), out_dir / "rejected" / "part-00000.parquet"
         )
     report["input_parts"] = [p.name for p in parts]
+    if config.audit:
+        report["audit"] = audit_rows(rows, out_dir / "audit_report.json")
     (out_dir / "filter_report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     return report
+
+
+def audit_rows(rows: list[dict], path: Path) -> dict:
+    """The disagreement audit of the math rows (a gold and a math verdict) written to `path`; its summary."""
+    from trace_gen.verify.audit import audit_math
+
+    math_rows = [r for r in rows if r.get("gold") not in (None, "") and r.get("verdict") in MATH_VERDICTS]
+    primary = [Verdict(r["verdict"], str(r.get("verdict_reason") or "")) for r in math_rows]
+    audit = audit_math(
+        [r.get("completion") or "" for r in math_rows], [r["gold"] for r in math_rows], primary
+    )
+    for d in audit["disagreements"]:
+        d["prompt_id"], d["sample_idx"] = (
+            math_rows[d["index"]].get("prompt_id"),
+            math_rows[d["index"]].get("sample_idx"),
+        )
+    path.write_text(json.dumps(audit, indent=2, sort_keys=True))
+    return {k: audit[k] for k in ("rows", "pairs", "agreement_when_both_decided")} | {
+        "disagreements": len(audit["disagreements"]),
+        "file": path.name,
+    }

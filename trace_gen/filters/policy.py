@@ -3,6 +3,11 @@
 - "all": every verified sample;
 - "max_per_prompt": at most `m` per prompt, lowest sample_idx first;
 - "shortest": the one shortest verified sample per prompt (by num_tokens, else characters).
+
+Independently of the policy, `flag_reason(row)` names the first sandbox flag of a row (an attempted
+network connection, write outside its directory, signal, new process, resource cap or tampering,
+from the `verdict_flags` column): the filter drops such rows unless `drop_flagged` is off, also when
+their tests passed.
 """
 
 from collections import defaultdict
@@ -33,3 +38,9 @@ def apply_policy(rows: Sequence[dict], policy: str = "all", m: int = 1) -> list[
 def _length(row: dict) -> int:
     tokens = row.get("num_tokens")
     return int(tokens) if tokens is not None else len(row.get("completion") or "")
+
+
+def flag_reason(row: dict) -> str | None:
+    """The row's first sandbox flag ("network:connect", "tamper:...", ...), or None when it has none."""
+    flags = row.get("verdict_flags") or ()
+    return str(flags[0]) if len(flags) else None

@@ -6,6 +6,9 @@ gold as a normalised string or a float. Disagreements between the two are where 
 look first: a primary "wrong" that the second calls correct often means a parsing gap; a primary
 "correct" that the second rejects is usually a form math-verify understands (fractions, sets).
 
+Users run it on a traces directory with `python -m trace_gen filter IN OUT --audit` (the primary
+verdicts are the rows' own; the report goes to OUT/audit_report.json).
+
 Usage:
     report = audit_math(completions, golds)            # verdicts computed in a MathVerifierPool
     report["disagreements"][:10]                       # index, primary, second, answer, gold
@@ -14,7 +17,7 @@ Usage:
 from collections import Counter
 from collections.abc import Sequence
 
-from trace_gen.verify.math import _canonical, extract_answer
+from trace_gen.verify.answers import extract_answer, normalise_answer
 from trace_gen.verify.pool import MathVerifierPool
 from trace_gen.verify.verdict import Verdict
 
@@ -31,7 +34,7 @@ def second_opinion(completion: str, gold: str) -> Verdict:
     found = extract_answer(completion, ("boxed", "last_number"))
     if found is None:
         return Verdict("unverifiable", "second opinion: no answer")
-    answer, gold = _canonical(found[0]), _canonical(str(gold))
+    answer, gold = normalise_answer(found[0]), normalise_answer(str(gold))
     if answer == gold:
         return Verdict("correct", "second opinion: same text")
     a, g = _as_float(answer), _as_float(gold)

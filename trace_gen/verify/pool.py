@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
 
-from trace_gen.verify.math import extract_answer, no_answer_verdict, verify_answer
+from trace_gen.verify.answers import extract_answer, no_answer_reason
+from trace_gen.verify.math import verify_extracted
 from trace_gen.verify.verdict import Verdict
 
 _PREFETCH = 4  # tasks queued per worker beyond the one it is running
@@ -213,10 +214,16 @@ def _math_error(text: str) -> Verdict:
 
 
 class MathVerifierPool:
-    """Math verdicts computed in worker processes with a hard wall-clock kill per answer."""
+    """Math verdicts computed in worker processes with a hard wall-clock kill per answer.
 
-    def __init__(self, workers: int = max(1, (os.cpu_count() or 2)), timeout_s: float = 10.0):
-        self._pool = WorkerPool(verify_answer, workers, timeout_s, _math_timeout, _math_error)
+    `fast_path=False` makes every pair go through math-verify (identical text included): for tests
+    of equivalence itself."""
+
+    def __init__(
+        self, workers: int = max(1, (os.cpu_count() or 2)), timeout_s: float = 10.0, fast_path: bool = True
+    ):
+        self.fast_path = fast_path
+        self._pool = WorkerPool(verify_extracted, workers, timeout_s, _math_timeout, _math_error)
 
     @property
     def kills(self) -> int:
@@ -232,13 +239,13 @@ class MathVerifierPool:
         found = extract_answer(completion, extractors)
         if found is None:
             fut: Future = Future()
-            fut.set_result(no_answer_verdict(completion, extractors))
+            fut.set_result(Verdict("unverifiable", no_answer_reason(completion, extractors)))
             return fut
-        return self._pool.submit(found[0], str(gold))
+        return self._pool.submit(found[0], str(gold), found[1], self.fast_path)
 
-    def submit_answer(self, answer: str, gold: str) -> Future:
-        """A Future of the Verdict for an already-extracted answer."""
-        return self._pool.submit(answer, str(gold))
+    def submit_answer(self, answer: str, gold: str, extractor: str = "boxed") -> Future:
+        """A Future of the Verdict for an already-extracted answer (`extractor`: which one found it)."""
+        return self._pool.submit(answer, str(gold), extractor, self.fast_path)
 
     def map(
         self, completions: Iterable[str], golds: Iterable[str], extractors: tuple[str, ...] = ("boxed",)

@@ -1,28 +1,37 @@
 """Run untrusted (model-written) Python programs in an isolated, resource-limited child.
 
-Model code never runs in the toolkit's own process. Each `run_program` call:
+Model code never runs in the toolkit's own process. Each `run_program` / `run_tests` call:
 - writes the program to a fresh temp dir (its cwd, owned by a throw-away uid when we are root);
-- starts it under `unshare --pid --fork --kill-child --net --mount --mount-proc` (user namespace
-  added when not root): no network (only a downed loopback), its own pid namespace (killing its
-  init kills everything it spawned, setsid or not) and a private mount table in which /tmp,
-  /var/tmp, /dev/shm are fresh tmpfs and the user's directories (home, the workspace holding this
-  repository, the caller's cwd) are hidden behind empty read-only tmpfs;
-- a small launcher then sets rlimits (CPU time, address space, file size, process count, open
-  files, no core), sets no_new_privs, drops to a random unprivileged uid (when root, so the
-  process-count limit is per run and host files are read-only), and runs the program as __main__;
+- starts `trace_gen/verify/harness.py` under `unshare --pid --fork --kill-child --net --mount
+  --mount-proc` (user namespace added when not root): no network (only a downed loopback), its own
+  pid namespace (killing its init kills everything it spawned, setsid or not) and a private mount
+  table in which /tmp, /var/tmp, /dev/shm are fresh tmpfs and the user's directories (home, the
+  workspace holding this repository, the caller's cwd) are hidden behind empty read-only tmpfs;
+- the harness sets rlimits (CPU time, address space, file size, process count, open files, no core),
+  no_new_privs, drops to a random unprivileged uid (when root, so the process-count limit is per
+  run and host files are read-only), installs an audit hook, and runs the job (its docstring has
+  the threat model of in-process tests);
 - the environment is scrubbed; stdout/stderr go to files capped by the file-size limit and are read
   back up to `output_bytes`; the whole process group is SIGKILLed at the wall-clock limit.
+Three descriptors connect the harness to this process: the job (JSON, read before any model code
+runs), a pipe holding a fresh random token (read by the harness only after the tests returned) and
+a report file (FLAG / TAMPER / RESULT / PASS lines). `RunResult.tests_passed` is True only when the
+report holds "PASS <this run's token>".
 
-When namespaces are unavailable the run still happens (rlimits, uid drop, process-group kill) but
-`RunResult.isolation` says "none" and code verdicts carry "UNISOLATED" in their reason; set
-DISTILL_SANDBOX_ISOLATION=none to force that mode (tests of the fallback only).
+Without namespaces (no unprivileged user namespaces, seccomp-restricted containers) the sandbox
+refuses to run model code: `SandboxUnavailable`, one line. DISTILL_ALLOW_UNISOLATED=1 (trace_gen
+`--allow-unisolated`) accepts the risk: runs then get rlimits, the uid drop and the process-group kill
+only, `RunResult.isolation` is "none" and every code verdict's reason starts with "UNISOLATED".
+DISTILL_SANDBOX_ISOLATION=none forces that mode (tests of the fallback).
 """
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -32,63 +41,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from trace_gen.errors import UsageError
+
 log = logging.getLogger(__name__)
 
-SETUP_FAILED_EXIT = 97  # the launcher's exit code when the sandbox itself could not be set up
+SETUP_FAILED_EXIT = 97  # the harness's exit code when the sandbox itself could not be set up
 _UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--net", "--mount", "--mount-proc"]
 _SCRUBBED_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+_HARNESS = (Path(__file__).resolve().parent / "harness.py").read_text(encoding="utf-8")
+# the harness runs with a private copy of the builtins, so rebinding builtins.X cannot reach its code
+_BOOT = (
+    "import builtins\n"
+    f"exec(compile({_HARNESS!r}, '<distill-harness>', 'exec'), "
+    "{'__name__': '__main__', '__builtins__': dict(vars(builtins))})"
+)
+ALLOW_UNISOLATED_ENV = "DISTILL_ALLOW_UNISOLATED"
 
-# The launcher: mounts (as root, in the new namespaces), then forks; the child sets rlimits, drops
-# privileges and runs main.py; the parent (the namespace's init) waits and exits with the child's
-# status, 128 + signal number when a signal killed it. argv: run_dir uid cpu_s as_mb fsize_mb
-# nproc mode hide...
-_LAUNCHER = r"""
-import ctypes, os, resource, sys
-def fail(msg):
-    sys.stderr.write("SANDBOX SETUP FAILED: " + msg + "\n"); sys.stderr.flush(); os._exit(97)
-run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, mode, *hide = sys.argv[1:]
-uid, cpu_s, as_mb, fsize_mb, nproc = int(uid), int(cpu_s), int(as_mb), int(fsize_mb), int(nproc)
-try:
-    os.chdir(run_dir)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if mode == "namespaces":
-        def mount(target, opts, flags=0):
-            if libc.mount(b"tmpfs", target.encode(), b"tmpfs", flags, opts.encode()) != 0:
-                fail("mount %s: errno %d" % (target, ctypes.get_errno()))
-        for d in ("/tmp", "/var/tmp", "/dev/shm"):
-            if os.path.isdir(d):
-                mount(d, "size=%dm,mode=1777" % fsize_mb)
-        for d in hide:
-            if os.path.isdir(d):
-                mount(d, "size=1m,mode=755", flags=1)  # MS_RDONLY
-    pid = os.fork()
-except Exception as e:
-    fail(repr(e))
-if pid:
-    _, status = os.waitpid(pid, 0)
-    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-try:
-    for res, val in ((resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_AS, as_mb << 20),
-                     (resource.RLIMIT_FSIZE, fsize_mb << 20), (resource.RLIMIT_NPROC, nproc),
-                     (resource.RLIMIT_NOFILE, 256), (resource.RLIMIT_CORE, 0)):
-        # CPU: SIGXCPU at the soft limit, SIGKILL one second later at the hard one
-        resource.setrlimit(res, (val, val + 1 if res == resource.RLIMIT_CPU else val))
-    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
-        fail("prctl no_new_privs")
-    if uid >= 0:
-        os.setgroups([]); os.setresgid(uid, uid, uid); os.setresuid(uid, uid, uid)
-        if 0 in os.getresuid() or 0 in os.getresgid():
-            fail("could not drop root")
-except Exception as e:
-    fail(repr(e))
-del ctypes, libc, resource, run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, mode, hide, fail, pid
-sys.argv = ["main.py"]
-sys.path.insert(0, "")
-with open("main.py", encoding="utf-8") as f:
-    code = compile(f.read(), "main.py", "exec")
-del f
-exec(code, {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__})
-"""
+
+class SandboxUnavailable(UsageError):
+    """Namespaces are unavailable and running model code unisolated was not allowed."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +89,10 @@ class RunResult:
     isolation: str  # "namespaces" or "none"
     elapsed_s: float
     setup_error: str = ""  # non-empty when the sandbox itself failed (infrastructure, not the code)
+    tests_passed: bool = False  # the harness reported this run's token: check() returned
+    result: str = ""  # the harness's "RESULT <verdict> <reason>" (in-process tests), if any
+    flags: tuple[str, ...] = ()  # what the audit hook observed ("network:connect", ...)
+    tampered: tuple[str, ...] = ()  # attempts on the harness (always a failed verdict)
 
 
 def _sandbox_uid() -> int:
@@ -145,10 +120,12 @@ def _hidden_dirs(python: str) -> list[str]:
     )
 
 
-def _command(python: str, mode: str, run_dir: str, uid: int, limits: Limits) -> list[str]:
+def _command(
+    python: str, mode: str, run_dir: str, uid: int, limits: Limits, fds: tuple[int, ...]
+) -> list[str]:
     size_mb = max(limits.file_size_mb, -(-limits.output_bytes // (1 << 20)))
-    argv = [python, "-I", "-c", _LAUNCHER, run_dir, str(uid), str(limits.cpu_s), str(limits.memory_mb)]
-    argv += [str(size_mb), str(limits.nproc), mode]
+    argv = [python, "-I", "-c", _BOOT, run_dir, str(uid), str(limits.cpu_s), str(limits.memory_mb)]
+    argv += [str(size_mb), str(limits.nproc), mode, *map(str, fds)]
     if mode == "namespaces":
         argv += _hidden_dirs(python)
         prefix = _UNSHARE if os.geteuid() == 0 else [*_UNSHARE, "--map-root-user"]
@@ -188,17 +165,41 @@ def _read_capped(path: Path, cap: int) -> tuple[str, bool]:
     return data[:cap].decode("utf-8", errors="replace"), len(data) > cap
 
 
-def _execute(source: str, stdin: str, limits: Limits, python: str, mode: str) -> RunResult:
+def _parse_report(text: str, token: str) -> dict:
+    """The harness's report lines: PASS with this run's token, the last RESULT, FLAGs and TAMPERs."""
+    lines = text.splitlines()
+    flags = [line[5:] for line in lines if line.startswith("FLAG ")]
+    tampered = [line[7:] for line in lines if line.startswith("TAMPER ")]
+    results = [line[7:] for line in lines if line.startswith("RESULT ")]
+    return {
+        "tests_passed": f"PASS {token}" in lines,
+        "result": results[-1] if results else "",
+        "flags": tuple(dict.fromkeys(flags)),
+        "tampered": tuple(dict.fromkeys(tampered)),
+    }
+
+
+def _execute(job: dict, stdin: str, limits: Limits, python: str, mode: str) -> RunResult:
     start = time.monotonic()
     uid = _sandbox_uid()
     run_dir = tempfile.mkdtemp(prefix="distill-sbx-")
     io_dir = tempfile.mkdtemp(prefix="distill-sbx-io-")  # never visible to the program's uid
+    token = secrets.token_hex(16)
+    fds: list[int] = []
     try:
-        Path(run_dir, "main.py").write_text(source, encoding="utf-8")
+        Path(run_dir, "main.py").write_text(job["program"], encoding="utf-8")  # for tracebacks
         if uid >= 0:
             os.chown(run_dir, uid, uid)
         os.chmod(run_dir, 0o700)
         Path(io_dir, "stdin").write_text(stdin, encoding="utf-8")
+        Path(io_dir, "job").write_text(json.dumps(job), encoding="utf-8")
+        fds.append(os.open(Path(io_dir, "job"), os.O_RDONLY))
+        os.unlink(Path(io_dir, "job"))
+        token_r, token_w = os.pipe()
+        fds.append(token_r)
+        os.write(token_w, token.encode())
+        os.close(token_w)
+        fds.append(os.open(Path(io_dir, "report"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
         with (
             open(Path(io_dir, "stdin"), "rb") as fin,
             open(Path(io_dir, "stdout"), "wb") as fout,
@@ -206,7 +207,7 @@ def _execute(source: str, stdin: str, limits: Limits, python: str, mode: str) ->
         ):
             try:
                 proc = subprocess.Popen(
-                    _command(python, mode, run_dir, uid, limits),
+                    _command(python, mode, run_dir, uid, limits, tuple(fds)),
                     stdin=fin,
                     stdout=fout,
                     stderr=ferr,
@@ -214,9 +215,13 @@ def _execute(source: str, stdin: str, limits: Limits, python: str, mode: str) ->
                     env=_SCRUBBED_ENV,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=tuple(fds),
                 )
             except OSError as e:
                 return RunResult(None, "", "", False, False, mode, time.monotonic() - start, repr(e))
+            finally:
+                for fd in fds:
+                    os.close(fd)
             timed_out = False
             try:
                 proc.wait(timeout=limits.timeout_s)
@@ -229,14 +234,26 @@ def _execute(source: str, stdin: str, limits: Limits, python: str, mode: str) ->
                 _reap_uid(uid)
         stdout, trunc_out = _read_capped(Path(io_dir, "stdout"), limits.output_bytes)
         stderr, trunc_err = _read_capped(Path(io_dir, "stderr"), limits.output_bytes)
+        report, _ = _read_capped(Path(io_dir, "report"), 1 << 20)
         setup_error = ""
         if proc.returncode == SETUP_FAILED_EXIT and "SANDBOX SETUP FAILED" in stderr:
             setup_error = stderr.strip().splitlines()[-1]
         code = proc.returncode
-        if code is not None and code > 128:  # the launcher reports 128 + signal number
+        if code is not None and code > 128:  # the harness reports 128 + signal number
             code = -(code - 128)
         elapsed = time.monotonic() - start
-        return RunResult(code, stdout, stderr, timed_out, trunc_out or trunc_err, mode, elapsed, setup_error)
+        truncated = trunc_out or trunc_err
+        return RunResult(
+            code,
+            stdout,
+            stderr,
+            timed_out,
+            truncated,
+            mode,
+            elapsed,
+            setup_error,
+            **_parse_report(report, token),
+        )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(io_dir, ignore_errors=True)
@@ -244,29 +261,51 @@ def _execute(source: str, stdin: str, limits: Limits, python: str, mode: str) ->
 
 @functools.cache
 def sandbox_setup() -> tuple[str, str]:
-    """(python, isolation mode) for this machine, probed once: the first interpreter that runs in
-    the full sandbox wins; with none, namespaces are reported unavailable (loudly)."""
+    """(python, isolation mode) for this machine, probed once: the first interpreter that runs in the
+    full sandbox wins. Without namespaces: SandboxUnavailable, unless unisolated runs were allowed."""
     candidates = [sys.executable, "/usr/bin/python3", shutil.which("python3") or "python3"]
-    modes = ["none"] if os.environ.get("DISTILL_SANDBOX_ISOLATION") == "none" else ["namespaces", "none"]
-    probe = "import json, socket\nprint('ok')"
-    for mode in modes:
+    forced_none = os.environ.get("DISTILL_SANDBOX_ISOLATION") == "none"
+    allowed = forced_none or os.environ.get(ALLOW_UNISOLATED_ENV, "") not in ("", "0")
+    probe = {"mode": "program", "program": "import json, socket\nprint('ok')"}
+    failures = []
+    for mode in ["none"] if forced_none else ["namespaces", "none"]:
+        if mode == "none" and not allowed:
+            break
         for python in dict.fromkeys(candidates):
             result = _execute(probe, "", Limits(timeout_s=30), python, mode)
             if result.returncode == 0 and result.stdout.strip() == "ok":
                 if mode != "namespaces":
                     log.warning(
                         "SANDBOX NOT ISOLATED: no network/pid/mount namespaces; model code runs "
-                        "with rlimits and a dropped uid only"
+                        "with rlimits and a dropped uid only (%s is set)",
+                        ALLOW_UNISOLATED_ENV if not forced_none else "DISTILL_SANDBOX_ISOLATION=none",
                     )
                 return python, mode
-            log.info("sandbox probe failed (%s, %s): %s", python, mode, result.stderr[-300:])
-    raise RuntimeError("no Python interpreter runs in the sandbox on this machine")
+            failures.append(f"{python} ({mode}): {(result.setup_error or result.stderr).strip()[-200:]}")
+            log.info("sandbox probe failed: %s", failures[-1])
+    if not allowed:
+        raise SandboxUnavailable(
+            "the code sandbox needs Linux namespaces (unshare --pid --net --mount, user namespaces when "
+            f"not root), which fail here ({failures[0] if failures else 'no interpreter'}); run where "
+            f"they work, or accept running model code with rlimits only: --allow-unisolated "
+            f"(or {ALLOW_UNISOLATED_ENV}=1)"
+        )
+    raise SandboxUnavailable(f"no Python interpreter runs in the sandbox on this machine: {failures[:2]}")
+
+
+def require_sandbox() -> str:
+    """The isolation mode, checked before any heavy work; SandboxUnavailable (one line) when refused."""
+    return sandbox_setup()[1]
 
 
 def run_program(source: str, stdin: str = "", limits: Limits = DEFAULT_LIMITS) -> RunResult:
-    """Run `source` as a Python program in the sandbox, feeding it `stdin`."""
-    try:
-        python, mode = sandbox_setup()
-    except RuntimeError as e:
-        return RunResult(None, "", "", False, False, "none", 0.0, str(e))
-    return _execute(source, stdin, limits, python, mode)
+    """Run `source` as a Python program (__main__) in the sandbox, feeding it `stdin`."""
+    python, mode = sandbox_setup()
+    return _execute({"mode": "program", "program": source}, stdin, limits, python, mode)
+
+
+def run_tests(program: str, test: str, entry_point: str, limits: Limits = DEFAULT_LIMITS) -> RunResult:
+    """Run `program`, then `test`, then `check(entry_point)` under the harness (HumanEval style)."""
+    python, mode = sandbox_setup()
+    job = {"mode": "humaneval", "program": program, "test": test, "entry_point": entry_point}
+    return _execute(job, "", limits, python, mode)

@@ -1,4 +1,4 @@
-"""The verdict every checker returns: a label and a human-readable reason."""
+"""The verdict every checker returns: a label, a human-readable reason, and what was flagged."""
 
 from dataclasses import dataclass
 
@@ -12,6 +12,9 @@ KEPT_VERDICTS = frozenset({"correct", "passed"})
 class Verdict:
     verdict: str
     reason: str
+    # what the code sandbox blocked or observed ("network:connect", "write_outside_workdir:/etc/x",
+    # "signal:kill", "spawn:fork", "memory_cap", "output_cap", ...), also when the tests then passed
+    flags: tuple[str, ...] = ()
 
     def __post_init__(self):
         assert self.verdict in MATH_VERDICTS + CODE_VERDICTS, f"unknown verdict {self.verdict!r}"
