@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
@@ -29,7 +30,7 @@ from sft.on_policy_teacher import ModelTeacher
 from sft.on_policy_trainer import OnPolicyDistillTrainer
 from trace_gen.toy.models import init_model
 
-from .conftest import conversation
+from .conftest import conversation, write_traces
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -370,3 +371,32 @@ def test_real_vocab_qwen_student_with_an_r1_distill_teacher_is_refused(real_mode
         and "tokenizers differ at id 151643 ('<|endoftext|>' vs '<｜end▁of▁sentence｜>')" in errors[0]
     )
     assert not (tmp_path / "never").exists()
+
+
+RECIPE = REPO / "configs" / "sft" / "r1_distill_qwen_1.5b_from_7b_on_policy.yaml"
+
+
+def test_the_real_recipe_is_sized_and_passes_its_lint_on_r1_shaped_models(real_model, tmp_path, capsys):
+    header = "".join(line for line in RECIPE.read_text().splitlines(keepends=True) if line.startswith("#"))
+    assert "Sized for:" in header and f"--config configs/sft/{RECIPE.name}" in header
+    config = yaml.safe_load(RECIPE.read_text())
+    assert config["model_name_or_path"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert config["teacher_model_name_or_path"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+    assert config["max_completion_length"] >= 4096 and config["bf16"] and config["gradient_checkpointing"]
+    student, teacher = real_model("qwen2", "r1-distill"), real_model("qwen2", "r1-distill", 152_064, seed=1)
+    messages = [{"role": "user", "content": "What is 2 + 3?"},
+                {"role": "assistant", "content": "<think>\n2 + 3 = 5\n</think>\n\n\\boxed{5}"}]  # fmt: skip
+    traces = write_traces(tmp_path / "traces", [{"messages": messages, "verdict": "correct"}] * 4)
+    argv = ["on-policy", "--config", str(RECIPE), "--model_name_or_path", str(student), "--teacher_model_name_or_path",
+            str(teacher), "--prompts", str(traces), "--output_dir", str(tmp_path / "out"), "--bf16", "false",
+            "--lint_only", "true"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("-> ok") and "compares the tokenizer's 151,665 real tokens" in out
+    assert "prefills '<think>'" in out and not (tmp_path / "out").exists()
+
+
+def test_naming_a_model_needs_a_recipe(capsys):
+    assert main(["on-policy", "--model_name_or_path", "Qwen/Qwen2.5-1.5B-Instruct"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and f"--config configs/sft/{RECIPE.name}" in errors[0], errors
