@@ -183,15 +183,21 @@ class ServerTeacher:
 
 
 def check_tokenizers(student_tokenizer, teacher_tokenizer, teacher: str) -> None:
-    """The same token at every id, or one line naming the first id where they differ."""
-    if teacher_tokenizer is None or teacher_tokenizer.get_vocab() == student_tokenizer.get_vocab():
+    """Every token of the smaller tokenizer at the same id in the larger (the rule of `sft run`'s
+    `check_kd_pair`: Qwen2.5 and Qwen3 qualify, R1-Distill-Qwen and Qwen2.5 do not), or one line naming the
+    first id where they differ."""
+    if teacher_tokenizer is None:
         return
-    mine = {i: t for t, i in student_tokenizer.get_vocab().items()}
-    theirs = {i: t for t, i in teacher_tokenizer.get_vocab().items()}
-    first = min(i for i in mine.keys() | theirs.keys() if mine.get(i) != theirs.get(i))
+    mine, theirs = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    small, large = sorted((mine, theirs), key=len)
+    bad = [i for token, i in small.items() if large.get(token) != i]
+    if not bad:
+        return
+    first = min(bad)
+    by_id = [{i: t for t, i in vocab.items()} for vocab in (mine, theirs)]
     raise UsageError(
-        f"student and teacher {teacher} tokenizers differ at id {first} ({mine.get(first)!r} vs "
-        f"{theirs.get(first)!r}): token-level distillation needs one tokenizer; use a teacher of the student's family"
+        f"student and teacher {teacher} tokenizers differ at id {first} ({by_id[0].get(first)!r} vs "
+        f"{by_id[1].get(first)!r}): token-level distillation needs one tokenizer; use a teacher of the student's family"
     )
 
 
