@@ -28,6 +28,7 @@ from eval_harness.benchmarks import BENCHMARKS
 from eval_harness.benchmarks.custom import KINDS, CustomBenchmark
 from trace_gen.backends import BACKENDS
 from trace_gen.backends.base import DTYPES
+from trace_gen.backends.openai_options import OpenAIOptions, add_openai_arguments
 from trace_gen.cli import json_object
 from trace_gen.errors import BackendError, UsageError
 
@@ -71,17 +72,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dtype", choices=DTYPES, default="auto", help="hf: auto = bfloat16 on GPU, float32 on CPU"
     )
-    g = p.add_argument_group("openai backend (an OpenAI-compatible server; --model is the served name)")
-    g.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="server URL")
-    g.add_argument(
-        "--api-key-env", default="OPENAI_API_KEY", help="NAME of the environment variable with the key"
-    )
-    g.add_argument(
-        "--extra-body",
-        type=json_object,
-        default={},
-        help="JSON merged into every request, e.g. '{\"skip_special_tokens\": false}' for vLLM/SGLang",
-    )
+    add_openai_arguments(p)
     p.add_argument("--verify-workers", type=int, default=2, help="math-verify worker processes")
     p.add_argument("--verify-timeout", type=float, default=10.0, help="seconds per math answer check")
     p.add_argument("--output-dir", type=Path, required=True)
@@ -176,7 +167,7 @@ def _backend_options(args) -> dict:
         return {"device": args.device, "dtype": args.dtype}
     if args.backend == "vllm":
         return {"engine_args": args.engine_args}
-    return {"base_url": args.base_url, "api_key_env": args.api_key_env, "extra_body": args.extra_body}
+    return OpenAIOptions.from_args(args).as_kwargs()
 
 
 def _resolve_backend(args) -> None:
