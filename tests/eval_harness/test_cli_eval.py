@@ -47,13 +47,14 @@ def test_k_greedy_samples_are_refused(tmp_path, capsys):
         str(tmp_path),
         "--benchmarks",
         "toy",
-        "--samples",
+        "--samples-per-prompt",
         "4",
         "--output-dir",
         str(tmp_path / "o"),
     ]
     assert main(args) == 2
     assert "greedy decoding on toy" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()
 
 
 def test_responses_that_do_not_match_name_the_missing_ids(tmp_path, capsys):
@@ -88,6 +89,7 @@ def test_responses_that_do_not_match_name_the_missing_ids(tmp_path, capsys):
     bad.write_text('{"id": "x", "completion": "1"}\n{"id": \n')
     assert main(["--responses", str(bad), *args[2:]]) == 2
     assert "bad.jsonl:2 is not valid JSON" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()
 
 
 def test_responses_are_scored_with_k_samples_and_maj(tmp_path):
@@ -138,22 +140,22 @@ def test_custom_math_jsonl_with_field_mapping(tmp_path, capsys):
     common = [
         "--custom",
         str(data),
-        "--problem-field",
+        "--problem-column",
         "question",
-        "--id-field",
+        "--id-column",
         "uid",
         "--output-dir",
         str(out),
     ]
     assert main(["--oracle", *common]) == 2
     line = _error_line(capsys)
-    assert "no field 'answer'" in line and "question, final" in line and "--answer-field" in line
+    assert "no column 'answer'" in line and "question, final" in line and "--answer-column" in line
 
     responses = _write_jsonl(
         tmp_path / "r.jsonl",
         [{"id": "a", "completion": "\\boxed{1}"}, {"id": "b", "completion": "\\boxed{0.5}"}],
     )
-    assert main(["--responses", str(responses), *common, "--answer-field", "final"]) == 0
+    assert main(["--responses", str(responses), *common, "--answer-column", "final"]) == 0
     s = _summary(out)["mine"]
     assert s["pass@1"] == 1.0 and s["n"] == 2 and s["kind"] == "math"
 
@@ -175,7 +177,7 @@ def test_custom_code_jsonl_oracle_and_missing_file(tmp_path, capsys):
             for r in rows
         ],
     )
-    fields = [
+    fields = [  # the old --*-field spellings still work
         "--problem-field",
         "stub",
         "--test-field",
@@ -187,7 +189,7 @@ def test_custom_code_jsonl_oracle_and_missing_file(tmp_path, capsys):
     ]
     out = tmp_path / "o"
     args = ["--oracle", "--custom", str(data), "--custom-type", "code", *fields, "--output-dir", str(out)]
-    assert main([*args, "--solution-field", "body"]) == 0
+    assert main([*args, "--solution_column", "body"]) == 0  # underscores work too
     assert _summary(out)["funcs"]["verdicts"] == {"passed": 3}
 
     assert main([*args[:2], str(tmp_path / "none.jsonl"), *args[3:]]) == 2
