@@ -1,13 +1,18 @@
-"""The CLI without a model: bad input as one clear error line, --responses, custom JSONL benchmarks."""
+"""The CLI without a model: --help, the flag vocabulary, bad input as one clear error line, --responses,
+custom JSONL benchmarks."""
 
+import argparse
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from eval_harness.benchmarks import toy
-from eval_harness.cli import main
+from eval_harness.cli import main, make_parser, normalise_argv, parse_models
+from trace_gen.errors import UsageError
 from trace_gen.verify.benchmarks import benchmarks_dir
 
 
@@ -208,3 +213,40 @@ def test_backend_flags_are_checked_before_any_model_loads(tmp_path, capsys):
         assert main([*base, "--backend", "hf", "--device", "cuda"]) == 2
         assert "no GPU is visible" in _error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("sub", [[], ["compare"]])
+def test_help_is_grouped_states_each_default_once_and_loads_nothing_heavy(sub):
+    code = (
+        "import json, sys\nfrom eval_harness.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+        "    pass\nheavy = ('torch', 'transformers', 'trl', 'vllm', 'datasets', 'matplotlib')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *sub, "--help"], capture_output=True, text=True, check=True
+    )
+    *help_lines, loaded = proc.stdout.strip().splitlines()
+    assert json.loads(loaded) == []  # --help stays fast: nothing heavy imported
+    text = "\n".join(help_lines)
+    for group in ("benchmarks", "sampling", "generation backend", "scoring", "output"):
+        assert f"\n{group}" in text
+    parser = make_parser(bool(sub))
+    formatter = parser.formatter_class(parser.prog)
+    for action in parser._actions:
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert formatter._expand_help(action).count("default") == 1, action.option_strings
+
+
+def test_one_vocabulary_old_names_and_underscores(capsys):
+    argv = normalise_argv(
+        ["--samples", "2", "--output_dir=x", "--problem-field", "q", "--custom-split", "dev"]
+    )
+    assert argv == ["--samples-per-prompt", "2", "--output-dir=x", "--problem-column", "q", "--split", "dev"]
+    assert capsys.readouterr().err.count("note: ") == 3
+    args = make_parser(False).parse_args(
+        normalise_argv(["--oracle", "--output_dir", "o", "--batch_size", "8"])
+    )
+    assert args.output_dir == Path("o") and args.batch_size == 8
+    assert parse_models(["a=/m/x,y", "b=/m/z,c=hub/id"]) == {"a": "/m/x,y", "b": "/m/z", "c": "hub/id"}
+    with pytest.raises(UsageError, match="names must be different"):
+        parse_models(["a=/x,a=/y"])
