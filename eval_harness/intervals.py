@@ -50,7 +50,7 @@ def wilson(mean: float, n: float) -> tuple[float, float]:
 
 
 def _t_quantile(df: float) -> float:
-    from scipy.stats import t  # scipy is already a dependency (datasketch); imported only when needed
+    from scipy.stats import t  # imported only when an interval is computed (keeps --help fast)
 
     return float(t.ppf(0.5 + LEVEL / 2, df))
 
