@@ -112,7 +112,7 @@ def test_figure_is_a_slide_with_labels_caption_and_an_svg(tmp_path):
     assert "toy: n = 40 items, K = 1 sample per item, greedy (temperature 0)" in text
     assert "n/a (no safetensors)" in text and "n/a per output token" in text
     assert "7.62 B" in text and "1.54 B (20.3%)" in text  # params, and the share of the reference's
-    assert "pass@1 (%)" in text and "milliseconds" in text and "parameters (millions)" in text
+    assert "pass@1 (%)" in text and "milliseconds" in text and "parameters (billions)" in text
     d = report["delta_vs_teacher"]["student"]["benchmarks"]["toy"]
     assert f"{100 * d['delta']:+.1f} pp [{100 * d['ci'][0]:+.1f}, {100 * d['ci'][1]:+.1f}]" in text
     assert not list(tmp_path.glob(".*tmp*"))
