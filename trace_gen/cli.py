@@ -29,6 +29,7 @@ import types
 import typing
 from pathlib import Path
 
+from trace_gen.backends.openai_options import OpenAIOptions, add_openai_arguments
 from trace_gen.config import TOY_TEACHER, RunConfig
 from trace_gen.errors import BackendError, UsageError
 
@@ -49,6 +50,17 @@ def json_object(text: str) -> dict:
     return value
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each default said once: appended unless the help already says it, or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:  # argparse's hook for this
+        text = action.help or ""
+        default = action.default
+        if "(default:" in text or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        return text if default in ([], {}, ()) else f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `error: ...` and where the flags are listed, exit 2."""
 
@@ -57,7 +69,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def new_parser(prog: str, description: str) -> Parser:
-    return Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return Parser(prog=prog, description=description, formatter_class=HelpFormatter)
 
 
 def add_flag(group, names: tuple[str, ...], **kwargs) -> None:
@@ -92,38 +104,6 @@ def _flag_kwargs(f: dataclasses.Field, kind) -> dict:
     return {**kwargs, "type": json_object if base is dict else base}
 
 
-def _add_openai_arguments(p: argparse.ArgumentParser) -> None:
-    """The OpenAI-compatible server flags (--backend openai), as one group."""
-    g = p.add_argument_group("OpenAI-compatible server (--backend openai; --teacher is the served name)")
-    g.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="server URL (default: %(default)s)")
-    g.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        metavar="NAME",
-        help="NAME of the environment variable with the key (default: %(default)s)",
-    )
-    g.add_argument("--concurrency", type=int, default=64, help="requests in flight (default: %(default)s)")
-    g.add_argument(
-        "--max-retries", type=int, default=8, help="retries on 429/5xx/timeouts (default: %(default)s)"
-    )
-    g.add_argument(
-        "--request-timeout", type=float, default=3600.0, help="seconds per request (default: %(default)s)"
-    )
-    g.add_argument(
-        "--extra-body",
-        type=json_object,
-        default={},
-        metavar="JSON",
-        help="JSON merged into every request body. vLLM and SGLang servers drop special tokens "
-        "such as <think> from the text unless asked: '{\"skip_special_tokens\": false}'",
-    )
-
-
-def _openai_options(args: argparse.Namespace) -> dict:
-    names = ("base_url", "api_key_env", "concurrency", "max_retries", "request_timeout", "extra_body")
-    return {name: getattr(args, name) for name in names}
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The flags of RunConfig's fields, grouped by concern, each default said once."""
     p = new_parser("python -m trace_gen", __doc__.split("\n")[0])
@@ -142,7 +122,7 @@ def make_parser() -> argparse.ArgumentParser:
         if group_name not in groups:
             groups[group_name] = p.add_argument_group(group_name)
             if group_name == "generation backend":
-                _add_openai_arguments(p)  # its own group, right after the backend's
+                add_openai_arguments(p)  # the shared group (also eval_harness's), after the backend's
         names = f.metadata["flags"] or ("--" + f.name.replace("_", "-"),)
         # --output-dir is required, checked by `generate` (argparse's own check would not see an alias)
         add_flag(groups[group_name], names, **_flag_kwargs(f, hints[f.name]))
@@ -153,7 +133,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if f.name != "openai"}
-    return RunConfig(**fields, openai=_openai_options(args))
+    return RunConfig(**fields, openai=OpenAIOptions.from_args(args))
 
 
 def next_command(stats: dict, config: RunConfig) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from trace_gen.backends import BACKENDS
 from trace_gen.backends.base import DTYPES, SamplingConfig
+from trace_gen.backends.openai_options import OpenAIOptions
 from trace_gen.errors import UsageError
 
 DEDUP_MODES = ("off", "exact", "near")
@@ -139,10 +140,10 @@ class RunConfig:
         BACKEND,
     )  # fmt: skip
     dtype: str = _opt("auto", "hf: auto = bfloat16 on GPU, float32 on CPU", BACKEND, choices=DTYPES)
-    # The OpenAI-compatible server (--backend openai): its flag group is defined once, beside the
-    # backend, and filled in by the CLI: base_url, api_key_env, extra_body, concurrency, max_retries,
-    # request_timeout. Only extra_body is part of the identity (it changes what the server returns).
-    openai: dict = field(default_factory=dict, metadata={"group": None})
+    # The OpenAI-compatible server (--backend openai): its typed options and their flag group are
+    # defined once (trace_gen.backends.openai_options, shared with eval_harness). Only extra_body is
+    # part of the identity (it changes what the server returns).
+    openai: OpenAIOptions = field(default_factory=OpenAIOptions, metadata={"group": None})
     # inline checks
     dedup: str = _opt(
         "near", "drop repeats among a prompt's verified samples: exact (normalised text) or near "
@@ -198,7 +199,8 @@ class RunConfig:
         set_(self, "output_dir", None if self.output_dir is None else Path(self.output_dir))
         set_(self, "stop", tuple(self.stop or ()))
         set_(self, "engine_args", dict(self.engine_args or {}))
-        set_(self, "openai", dict(self.openai or {}))
+        if isinstance(self.openai, dict):
+            set_(self, "openai", OpenAIOptions(**self.openai))
         problem = _first_problem(self)
         if problem:
             raise UsageError(problem)
@@ -233,8 +235,8 @@ class RunConfig:
         }
         identity["sampling"] = self.sampling().as_dict()
         identity["shard"] = [self.shard_index or 0, self.num_shards]
-        if self.backend == "openai" and self.openai.get("extra_body"):
-            identity["extra_body"] = self.openai["extra_body"]
+        if self.backend == "openai" and self.openai.extra_body:
+            identity["extra_body"] = self.openai.extra_body
         return identity
 
     def for_shard(self, index: int, n: int, output_dir: Path) -> "RunConfig":

@@ -227,10 +227,7 @@ def backend_options(config: RunConfig) -> dict:
         return {"device": config.device, "dtype": config.dtype}
     if config.backend == "vllm":
         return {"engine_args": config.engine_args}
-    options = dict(config.openai)
-    if "request_timeout" in options:
-        options["timeout_s"] = options.pop("request_timeout")
-    return options
+    return config.openai.as_kwargs()
 
 
 def load_backend(config: RunConfig):

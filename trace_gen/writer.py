@@ -46,13 +46,17 @@ RUN_FILE = "run.json"
 STATS = "stats.json"
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def fsync_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically and durably (temp file, fsync, rename)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+_fsync_write = fsync_write  # the old private name, still imported by eval_harness.cli
 
 
 def _write_table(path: Path, table: pa.Table) -> None:
@@ -217,14 +221,14 @@ class TraceWriter:
     def finish(self, stats: dict) -> None:
         """Write stats.json and the dataset card (creating the directory for a run that committed nothing)."""
         self._start()
-        _fsync_write(self.out / STATS, json.dumps(stats, indent=2).encode())
+        fsync_write(self.out / STATS, json.dumps(stats, indent=2).encode())
         write_card(self.out, self.run_identity, stats, self.keep_rejected)
 
     def _start(self) -> None:
         if self.started:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        _fsync_write(self.out / RUN_FILE, json.dumps(self.run_identity, indent=2, sort_keys=True).encode())
+        fsync_write(self.out / RUN_FILE, json.dumps(self.run_identity, indent=2, sort_keys=True).encode())
         write_card(self.out, self.run_identity, None, self.keep_rejected)
         self.started = True
 
@@ -295,7 +299,7 @@ class TraceWriter:
                 break
             lines.append(line + "\n")
         if "".join(lines) != text:
-            _fsync_write(path, "".join(lines).encode())
+            fsync_write(path, "".join(lines).encode())
 
     def _clean(self) -> None:
         for tmp in [*self.out.glob("*.tmp"), *self.out.glob("*/*.tmp")]:

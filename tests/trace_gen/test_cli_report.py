@@ -12,7 +12,9 @@ from trace_gen.config import NEAR_DUP_THRESHOLD
 
 def data(tmp_path, n=3):
     path = tmp_path / "d.jsonl"
-    path.write_text("".join(json.dumps({"problem": f"Eve has {i} shells.", "answer": str(i)}) + "\n" for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"problem": f"Eve has {i} shells.", "answer": str(i)}) + "\n" for i in range(n))
+    )
     return path
 
 
@@ -31,14 +33,20 @@ def test_fewer_than_n_is_a_warning_and_exit_3_unless_allow_short(tiny_teacher, t
     assert code == EXIT_SHORT and stats["kept"] < 5  # the random teacher answers nothing right
     (warning,) = [line for line in err if line.startswith("warning: kept")]
     assert f"kept {stats['kept']} of --n 5" in warning and "the 3 prompts ran out" in warning
-    assert f"{stats['verified']} of {stats['sampled']} samples verified" in warning and "--allow-short" in warning
+    assert (
+        f"{stats['verified']} of {stats['sampled']} samples verified" in warning
+        and "--allow-short" in warning
+    )
     assert not [line for line in err if line.startswith("next:")]
     on_disk = json.loads((tmp_path / "a" / "stats.json").read_text())
     assert {k: on_disk[k] for k in ("kept", "verified", "sampled", "rejected")} == {
         k: stats[k] for k in ("kept", "verified", "sampled", "rejected")
     }
-    summary = [line for line in err if line.startswith(f"kept {stats['kept']} of --n 5 in ")][0]
-    assert f"verified {stats['verified']} of {stats['sampled']} samples (acceptance {stats['acceptance']:.3f})" in summary
+    summary = next(line for line in err if line.startswith(f"kept {stats['kept']} of --n 5 in "))
+    assert (
+        f"verified {stats['verified']} of {stats['sampled']} samples (acceptance {stats['acceptance']:.3f})"
+        in summary
+    )
     assert f"rejected {stats['rejected']}" in summary
 
     code, stats, err = run([*argv, "--output-dir", str(tmp_path / "a"), "--allow-short"], capsys)
@@ -58,10 +66,23 @@ def test_prompts_too_long_are_named_in_the_warning(tiny_teacher, tmp_path, capsy
 
 
 def test_the_toy_teacher_on_another_dataset_is_warned_about(tmp_path, capsys):
-    argv = ["--dataset", str(data(tmp_path)), "--samples-per-prompt", "1", "--n", "1", "--max-new-tokens", "8"]
-    code, _, err = run([*argv, "--backend", "hf", "--output-dir", str(tmp_path / "o"), "--allow-short"], capsys)
+    argv = [
+        "--dataset",
+        str(data(tmp_path)),
+        "--samples-per-prompt",
+        "1",
+        "--n",
+        "1",
+        "--max-new-tokens",
+        "8",
+    ]
+    code, _, err = run(
+        [*argv, "--backend", "hf", "--output-dir", str(tmp_path / "o"), "--allow-short"], capsys
+    )
     assert code == 0
-    assert any(re.match(r"warning: --teacher is the built-in toy teacher .* --dataset is .*d\.jsonl", e) for e in err)
+    assert any(
+        re.match(r"warning: --teacher is the built-in toy teacher .* --dataset is .*d\.jsonl", e) for e in err
+    )
 
 
 def test_toy_run_names_the_toy_recipe(tmp_path, capsys):

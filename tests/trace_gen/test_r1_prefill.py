@@ -22,7 +22,7 @@ import torch
 
 from trace_gen.backends import SamplingConfig, make_backend
 from trace_gen.backends.base import think_prefill
-from trace_gen.verify.completion import split_think
+from trace_gen.verify import split_think
 
 pytestmark = pytest.mark.integration
 PROMPTS = [
@@ -118,9 +118,9 @@ def test_trace_rows_are_whole(thinker, tmp_path, capsys):
         assert (row["reasoning"], row["answer"]) == split_think(content)
         if "</think>" in content:
             assert row["reasoning"].startswith("<think>") and row["reasoning"].endswith("</think>")
-        else:  # cut inside the reasoning: all reasoning, no answer part, so nothing in it is graded
+        else:  # cut inside the reasoning: no answer part, so nothing in the reasoning is graded
             assert row["reasoning"] == content.strip() and row["answer"] == ""
-            assert row["verdict"] == "unverifiable"
+            assert row["verdict_reason"] == "no answer: <think> never closed"
     assert any("</think>" in row["completion"] for row in rows)
 
 
