@@ -56,13 +56,24 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:  # argparse's hook for this
         text = action.help or ""
         default = action.default
+        if isinstance(action, argparse.BooleanOptionalAction) and "(default:" not in text:
+            return f"{text} (default: %(default)s)"
         if "(default:" in text or default is None or default is False or default == argparse.SUPPRESS:
             return text
         return text if default in ([], {}, ()) else f"{text} (default: %(default)s)"
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: `error: ...` and where the flags are listed, exit 2."""
+    """argparse with one-line errors (`error: ...` and where the flags are listed, exit 2), and every
+    flag also under its underscore spelling (`--output_dir` is `--output-dir`, as in sft's parser)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        end = args.index("--") if "--" in args else len(args)
+        for i, arg in enumerate(args[:end]):
+            if arg.startswith("--") and "_" in (name := arg.partition("=")[0]):
+                args[i] = name.replace("_", "-") + arg[len(name) :]
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"error: {message} (`{self.prog} --help` lists the flags)\n")
@@ -73,27 +84,23 @@ def new_parser(prog: str, description: str) -> Parser:
 
 
 def add_flag(group, names: tuple[str, ...], **kwargs) -> None:
-    """A flag under its first name; the others, and every name's underscore spelling, as hidden aliases."""
+    """A flag under its first name; the others (old spellings) as hidden aliases."""
     group.add_argument(names[0], **kwargs)
-    aliases = [*names[1:], *(n[:2] + n[2:].replace("-", "_") for n in names if "-" in n[2:])]
     hidden = {**kwargs, "default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
-    for alias in aliases:
+    for alias in names[1:]:
         group.add_argument(alias, **hidden)
 
 
-def _help(meta: dict, default) -> str:
-    """The field's help with its default, said once ('%' escaped for argparse)."""
-    shown = meta.get("shown")
-    text = meta["help"]
-    if shown is not None or not (default is None or default is False or default in ((), {})):
-        text = f"{text} (default: {default if shown is None else shown})"
+def _help(meta: dict) -> str:
+    """The field's help ('%' escaped for argparse), with its default in words where it is not a value."""
+    text = meta["help"] if meta.get("shown") is None else f"{meta['help']} (default: {meta['shown']})"
     return text.replace("%", "%%")
 
 
 def _flag_kwargs(f: dataclasses.Field, kind) -> dict:
     meta = f.metadata
     default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-    kwargs = {"dest": f.name, "help": _help(meta, default)}
+    kwargs = {"dest": f.name, "help": _help(meta)}
     if kind is bool:
         return {**kwargs, "action": "store_true", "default": default}
     kwargs.update(default=default, metavar=meta.get("metavar"), choices=meta.get("choices"))
@@ -124,7 +131,7 @@ def make_parser() -> argparse.ArgumentParser:
             if group_name == "generation backend":
                 add_openai_arguments(p)  # the shared group (also eval_harness's), after the backend's
         names = f.metadata["flags"] or ("--" + f.name.replace("_", "-"),)
-        # --output-dir is required, checked by `generate` (argparse's own check would not see an alias)
+        # --output-dir is required, checked by `generate` (argparse's check would not see its alias)
         add_flag(groups[group_name], names, **_flag_kwargs(f, hints[f.name]))
     add_flag(p.add_argument_group("debugging"), ("--debug",), action="store_true",
              help="print the full traceback instead of the one-line error")  # fmt: skip

@@ -33,10 +33,6 @@ def _flag_type(annotation):
     return annotation, None
 
 
-def _help(text: str, default) -> str:
-    return text if default in (None, ()) else f"{text} (default: {default})"
-
-
 def make_parser() -> argparse.ArgumentParser:
     from trace_gen.cli import add_flag, new_parser
 
@@ -47,7 +43,7 @@ def make_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(FilterConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = _help(f.metadata.get("help", ""), default)
+        help_text = f.metadata.get("help", "")
         if hints[f.name] is bool:
             action = argparse.BooleanOptionalAction
             add_flag(p, (flag,), dest=f.name, action=action, default=default, help=help_text)

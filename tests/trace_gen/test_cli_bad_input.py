@@ -308,3 +308,18 @@ def test_filter_subcommand(tiny_teacher, tmp_path, capsys):
     assert "is not empty" in capsys.readouterr().err
     assert main(["filter", str(rejected), str(tmp_path / "h"), "--keep-flagged"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["config"]["drop_flagged"] is False
+
+
+def test_output_dir_is_required_in_one_line(capsys):
+    assert main(["--backend", "hf", "--n", "3"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "error: --output-dir is required: the directory the traces go to"
+
+
+def test_subcommands_take_underscore_spellings_too(tmp_path, capsys):
+    from trace_gen.filter_cli import make_parser as filter_parser
+
+    args = filter_parser().parse_args(["in", "out", "--keep_verdicts", "wrong", "--no_require_think"])
+    assert args.keep_verdicts == ["wrong"] and args.require_think is False
+    assert main(["merge", str(tmp_path / "m"), str(tmp_path / "nope"), "--push_to_hub", "x y"]) == 2
+    assert "is not a hub repo id" in capsys.readouterr().err

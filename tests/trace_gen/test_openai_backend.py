@@ -75,7 +75,7 @@ def test_cli_end_to_end_never_writes_the_key(server, tmp_path, monkeypatch, caps
     argv = [
         "--backend", "openai", "--base-url", server, "--api-key-env", "TEST_TEACHER_KEY", "--teacher", "tiny",
         "--dataset", str(data), "--out", str(out), "--n", "10", "--samples-per-prompt", "2",
-        "--batch-prompts", "2", "--max-new-tokens", "10", "--keep-rejected",
+        "--batch-prompts", "2", "--max-new-tokens", "10", "--keep-rejected", "--allow-short",
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr()

@@ -208,6 +208,7 @@ def test_both_clis_fail_in_one_line(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"problem": "2+3?", "answer": "5"}) + "\n")
     argv = ["--backend", "openai", "--teacher", "stub", "--dataset", str(data), "--out", str(tmp_path / "o")]
+    argv += ["--n", "1"]  # one problem: the default --n 1000 is refused before any request
     with stub_server(tmp_path, rendered=R1, rules=[rule(400, message="unknown field 'bogus'")]) as server:
         assert trace_main([*argv, "--base-url", server.url, "--extra-body", '{"bogus": 1}']) == 2
         assert server.requests(CHATS)[0]["body"]["bogus"] == 1
