@@ -323,3 +323,10 @@ def test_subcommands_take_underscore_spellings_too(tmp_path, capsys):
     assert args.keep_verdicts == ["wrong"] and args.require_think is False
     assert main(["merge", str(tmp_path / "m"), str(tmp_path / "nope"), "--push_to_hub", "x y"]) == 2
     assert "is not a hub repo id" in capsys.readouterr().err
+
+
+def test_debug_gives_the_traceback_instead(tmp_path):
+    from trace_gen.errors import UsageError
+
+    with pytest.raises(UsageError, match="--temperature must be >= 0"):
+        main(["--temperature", "-1", "--backend", "hf", "--output-dir", str(tmp_path / "o"), "--debug"])
