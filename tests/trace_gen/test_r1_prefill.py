@@ -22,7 +22,7 @@ import torch
 
 from trace_gen.backends import SamplingConfig, make_backend
 from trace_gen.backends.base import think_prefill
-from trace_gen.records import split_completion
+from trace_gen.verify import split_think
 
 pytestmark = pytest.mark.integration
 PROMPTS = [
@@ -114,11 +114,12 @@ def test_trace_rows_are_whole(thinker, tmp_path, capsys):
         assert (
             content == row["completion"] and row["prefill"] == "<think>\n" and content.startswith("<think>\n")
         )
-        assert (row["reasoning"], row["answer"]) == split_completion(content)
+        assert (row["reasoning"], row["answer"]) == split_think(content)
         if "</think>" in content:
             assert row["reasoning"].startswith("<think>") and row["reasoning"].endswith("</think>")
         else:  # cut inside the reasoning: no answer part, so nothing in the reasoning is graded
-            assert row["reasoning"] == "" and row["verdict_reason"] == "no answer: <think> never closed"
+            assert row["reasoning"] == content.strip() and row["answer"] == ""
+            assert row["verdict_reason"] == "no answer: <think> never closed"
     assert any("</think>" in row["completion"] for row in rows)
 
 
