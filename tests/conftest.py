@@ -7,8 +7,10 @@ Both are session-scoped factories; files are built once per process, `real_tok` 
 (mutable) tokenizer each call.
 
 Hypothesis runs under the "ci" profile unless HYPOTHESIS_PROFILE names another: no deadline and no
-too-slow health check (a loaded CI machine must not fail a property on time), derandomized (the same
-examples on every run, so a failure reproduces), no example database written into the checkout.
+too-slow health check (a loaded machine must not fail a property on time), derandomized (the same
+examples on every run, so a failure reproduces), no example database written into the checkout. These
+are the values of Hypothesis' own "ci" profile, which it loads only when a CI variable is set; here
+it is the default everywhere, so a loaded developer machine runs what CI runs.
 `HYPOTHESIS_PROFILE=explore` searches fresh random examples, 1,000 per property, to hunt for new bugs.
 """
 
