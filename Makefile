@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 # module) on the same torch==2.13.0+cpu, plus this project. ~3.5 GB; 7 min from scratch on 2 busy cores.
 VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
-VLLM_TESTS := tests/trace_gen/test_vllm_backend.py tests/trace_gen/test_openai_backend.py \
+VLLM_TESTS := tests/trace_gen/test_vllm_backend.py tests/trace_gen/test_openai_backend.py tests/sft/test_on_policy_vllm.py \
 	tests/trace_gen/test_r1_prefill.py \
 	tests/eval_harness/test_generation.py::test_every_backend_gives_the_same_greedy_accuracy \
 	tests/eval_harness/test_generation.py::test_cli_engine_args_reach_vllm \
-	tests/test_real_models.py::test_vllm_serves_the_r1_shaped_teacher
+	tests/test_real_models.py::test_vllm_serves_the_r1_shaped_teacher \
+	tests/test_real_e2e_vllm.py tests/test_readme.py
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1

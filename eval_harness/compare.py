@@ -1,9 +1,19 @@
 """Teacher-vs-student report on the three axes users weigh: accuracy, size, latency.
 
 All models are measured in one run on the same machine, so their speeds are comparable. The first
-model is the reference: retention = model accuracy / reference accuracy, overall and per benchmark.
-report.json: {"models": {name: {accuracy, params, size_mb, tokens_per_s, latency_s_per_response,
-benchmarks: {bench: summary}}}, "retention_vs_<first>": {...}, ...}; report.md; report.png.
+model is the reference. Per benchmark: pass@1 with its 95% interval, avg@K with its run-to-run
+spread, and the paired difference model - reference over the same items with its 95% interval
+(eval_harness.intervals); retention = accuracy / reference accuracy. Latency (prompts one at a
+time): time to first token and time per output token after it; tokens/s is the batched throughput
+of the evaluation itself.
+
+report.json: {"models": {name: {path, accuracy, params, size_mb, tokens_per_s, latency: {ttft_s,
+s_per_output_token, s_per_response, tokens_per_response, prompts}, benchmarks: {bench: summary}}},
+"delta_vs_<first>": {name (not the first): {"accuracy": {"delta", "ci"}, "benchmarks": {bench: {"delta",
+"ci", "n"}}}},
+"retention_vs_<first>": {name: ratio}, "retention_vs_<first>_per_benchmark": {...}, "benchmarks",
+"backend", "sampling", "intervals"}; report.md (the same numbers, in percent); report.png and
+report.svg (eval_harness.figure).
 """
 
 import json
@@ -11,14 +21,31 @@ import math
 from pathlib import Path
 
 from eval_harness.evaluate import evaluate_model, measure_latency
+from eval_harness.intervals import METHOD, paired_difference
+from eval_harness.metrics import item_scores
+from eval_harness.report import pct
 from trace_gen.verify import MathVerifierPool
+from trace_gen.writer import _fsync_write
 
 
-def model_size(path: str) -> tuple[int | None, float | None]:
-    """(parameters, MB of weight files on disk) from the safetensors files; (None, None) without any."""
+def model_files(model: str) -> Path | None:
+    """The directory holding a model's files: the local path, or a hub id's cached snapshot."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model, "config.json")
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def model_size(model: str) -> tuple[int | None, float | None]:
+    """(parameters, MB of weight files on disk) from the safetensors files; (None, None) without any
+    (a served model, or .bin weights)."""
     from safetensors import safe_open
 
-    files = sorted(Path(path).glob("*.safetensors"))
+    folder = model_files(model)
+    files = sorted(folder.glob("*.safetensors")) if folder else []
     if not files:
         return None, None
     params = 0
@@ -46,30 +73,60 @@ def compare(
         "benchmarks": names,
         "backend": backend_kind,
         "sampling": {n: s.as_dict() for n, s in samplings.items()},
+        "intervals": METHOD,
     }
+    per_item: dict[str, dict[str, list[float]]] = {}  # model -> benchmark -> pass@1 of each item
     with MathVerifierPool(workers=verify[0], timeout_s=verify[1]) as pool:
         for name, path in models.items():
             backend = make_backend(path)
-            scores = evaluate_model(
-                backend, benches, items, samplings, pool, output_dir / "samples" / name, path, backend_kind
-            )
-            tokens, seconds = backend.generated_tokens, backend.generate_seconds
-            latency = measure_latency(backend, benches[0], samplings[names[0]], latency_prompts)
-            if not tokens:  # every sample was resumed from disk: the latency runs give the speed
+            try:
+                scores, rows = evaluate_model(
+                    backend,
+                    benches,
+                    items,
+                    samplings,
+                    pool,
+                    output_dir / "samples" / name,
+                    path,
+                    backend_kind,
+                )
                 tokens, seconds = backend.generated_tokens, backend.generate_seconds
-            backend.close()  # frees the weights (and a vLLM engine's GPUs) before the next model loads
+                latency = measure_latency(backend, items[names[0]][:latency_prompts], samplings[names[0]])
+                if not tokens:  # every sample was resumed from disk: the latency runs give the speed
+                    tokens, seconds = backend.generated_tokens, backend.generate_seconds
+            finally:
+                backend.close()  # frees the weights (and a vLLM engine's GPUs) before the next model loads
             params, size_mb = model_size(path)
+            per_item[name] = {b: item_scores([rows[b][it.id] for it in items[b]]) for b in names}
             report["models"][name] = {
                 "path": path,
                 "accuracy": sum(s["pass@1"] for s in scores.values()) / len(scores),
                 "params": params,
                 "size_mb": None if size_mb is None else round(size_mb, 3),
                 "tokens_per_s": round(tokens / max(seconds, 1e-9), 1),
-                "latency_s_per_response": round(latency, 4),
+                "latency": latency,
                 "benchmarks": scores,
             }
-    ref_name = next(iter(models))
+    add_comparisons(report, per_item, samplings)
+    from eval_harness.figure import plot
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _fsync_write(output_dir / "report.json", json.dumps(report, indent=2).encode())
+    _fsync_write(output_dir / "report.md", markdown_table(report).encode())
+    plot(report, output_dir / "report.png")
+    return report
+
+
+def add_comparisons(report: dict, per_item: dict[str, dict[str, list[float]]], samplings: dict) -> None:
+    """Add to `report` the paired differences and retentions of every model against the first one.
+
+    per_item: model -> benchmark -> pass@1 of each item, the same items in the same order."""
+    names = report["benchmarks"]
+    ref_name = next(iter(report["models"]))
     ref = report["models"][ref_name]
+    report[f"delta_vs_{ref_name}"] = {
+        name: _deltas(per_item[name], per_item[ref_name], samplings) for name in list(report["models"])[1:]
+    }
     report[f"retention_vs_{ref_name}"] = {
         name: _ratio(m["accuracy"], ref["accuracy"]) for name, m in report["models"].items()
     }
@@ -77,85 +134,72 @@ def compare(
         name: {b: _ratio(m["benchmarks"][b]["pass@1"], ref["benchmarks"][b]["pass@1"]) for b in names}
         for name, m in report["models"].items()
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (output_dir / "report.md").write_text(markdown_table(report))
-    plot(report, output_dir / "report.png")
-    return report
+
+
+def _deltas(model: dict[str, list[float]], ref: dict[str, list[float]], samplings: dict) -> dict:
+    """Paired pass@1 differences model - reference per benchmark; the accuracy (mean over benchmarks)
+    difference, with an interval when there is one benchmark (several: per benchmark only)."""
+    per_bench = {}
+    for b in model:
+        delta, (low, high) = paired_difference(model[b], ref[b], trials=samplings[b].n)
+        per_bench[b] = {"delta": delta, "ci": [low, high], "n": len(model[b])}
+    overall = sum(d["delta"] for d in per_bench.values()) / len(per_bench)
+    only = next(iter(per_bench.values()))["ci"] if len(per_bench) == 1 else None
+    return {"accuracy": {"delta": overall, "ci": only}, "benchmarks": per_bench}
 
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{1000 * seconds:.1f}"
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _delta(d: dict | None) -> str:
+    """A paired difference in percentage points with its interval; "reference" for the first model."""
+    if d is None:
+        return "(reference)"
+    ci = f" [{pct(d['ci'][0], True)}, {pct(d['ci'][1], True)}]" if d["ci"] else ""
+    return pct(d["delta"], True) + ci
+
+
 def markdown_table(report: dict) -> str:
-    """Overview (accuracy, retention, size, speed) and per-benchmark pass@1 with 95% CIs."""
-    base = next(iter(report["models"]))
-    retention = report[f"retention_vs_{base}"]
+    """Overview per model, then per benchmark; every number is report.json's, in percent or ms."""
+    ref = next(iter(report["models"]))
+    deltas, retention = report[f"delta_vs_{ref}"], report[f"retention_vs_{ref}"]
     lines = [
-        f"| model | accuracy | retention vs {base} | params | size MB | tokens/s | s/response |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | accuracy % | Δ vs {ref} (pp) [95% CI] | retention % | params | size MB | TTFT ms | "
+        "ms / output token | tokens/s (batched) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in report["models"].items():
+        lat = m["latency"]
         lines.append(
-            f"| {name} | {m['accuracy']:.3f} | {_fmt(retention[name], '.3f')} | {_fmt(m['params'], ',')} | "
-            f"{_fmt(m['size_mb'], '.2f')} | {m['tokens_per_s']:.0f} | {m['latency_s_per_response']:.3f} |"
+            f"| {name} | {pct(m['accuracy'])} | {_delta(deltas.get(name, {}).get('accuracy'))} | {pct(retention[name])} | "
+            f"{_fmt(m['params'], ',')} | {_fmt(m['size_mb'], '.2f')} | {_ms(lat['ttft_s'])} | "
+            f"{_ms(lat['s_per_output_token'])} | {m['tokens_per_s']:.0f} |"
         )
-    names = report["benchmarks"]
-    lines += ["", "pass@1 [95% bootstrap CI] per benchmark:", ""]
-    lines += ["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for name, m in report["models"].items():
-        cells = []
-        for b in names:
+    lines += [
+        "",
+        f"Per benchmark (pass@1 in %; Δ paired over items vs {ref}; {report['intervals']}):",
+        "",
+        f"| benchmark | n | K | temperature | model | pass@1 [95% CI] | avg@K ± sd over runs | Δ vs {ref} (pp) [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for b in report["benchmarks"]:
+        sampling = report["sampling"][b]
+        for name, m in report["models"].items():
             s = m["benchmarks"][b]
-            lo, hi = s["pass@1_ci"]
-            cells.append(f"{s['pass@1']:.3f} [{lo:.3f}, {hi:.3f}]")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            d = deltas[name]["benchmarks"][b] if name in deltas else None
+            k = s["samples"]
+            avg = f"{pct(s[f'avg@{k}'])} ± {pct(s[f'avg@{k}_std'])}" if k > 1 else "-"
+            lines.append(
+                f"| {b} | {s['n']} | {k} | {sampling['temperature']:g} | {name} | {pct(s['pass@1'])} "
+                f"[{pct(s['pass@1_ci'][0])}, {pct(s['pass@1_ci'][1])}] | {avg} | {_delta(d)} |"
+            )
     return "\n".join(lines) + "\n"
-
-
-def plot(report: dict, path: Path) -> None:
-    """Four panels: pass@1 per benchmark (with CIs), size on disk, tokens/s, seconds per response."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names, benches = list(report["models"]), report["benchmarks"]
-    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), gridspec_kw={"width_ratios": [2, 1, 1, 1]})
-    width = 0.8 / len(names)
-    for i, n in enumerate(names):
-        s = [report["models"][n]["benchmarks"][b] for b in benches]
-        acc = np.array([x["pass@1"] for x in s])
-        err = np.abs(np.array([x["pass@1_ci"] for x in s]).T - acc)  # (2, benchmarks)
-        x = np.arange(len(benches)) + (i - (len(names) - 1) / 2) * width
-        axes[0].bar(x, acc, width, yerr=err, capsize=3, label=n, color=colors[i % len(colors)])
-    axes[0].set_xticks(np.arange(len(benches)), benches)
-    axes[0].set_ylim(0, 1.05)
-    axes[0].set_title("pass@1 (95% CI)")
-    axes[0].legend(fontsize=8)
-    for ax, (key, title) in zip(
-        axes[1:],
-        [
-            ("size_mb", "size on disk (MB)"),
-            ("tokens_per_s", "tokens / s"),
-            ("latency_s_per_response", "s / response"),
-        ],
-        strict=True,
-    ):
-        values = [report["models"][n][key] or 0 for n in names]
-        ax.bar(names, values, color=[colors[i % len(colors)] for i in range(len(names))])
-        ax.set_title(title)
-        ax.tick_params(axis="x", rotation=20)
-        for i, v in enumerate(values):
-            ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=8)
-    fig.suptitle(f"{' vs '.join(names)} on {', '.join(benches)} ({report['backend']}, same machine)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

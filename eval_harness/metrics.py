@@ -1,7 +1,10 @@
-"""Benchmark metrics from per-sample verdicts: pass@1, unbiased pass@k, maj@k, bootstrap CIs.
+"""Benchmark metrics from per-sample verdicts: pass@1, unbiased pass@k, maj@k, avg@K with its spread.
 
-Every metric is first computed per item and then averaged over items, so a confidence interval is a
-bootstrap over items (the unit a benchmark samples), with a fixed seed: same inputs, same numbers.
+Every metric is first computed per item and then averaged over items; its 95% interval comes from
+`eval_harness.intervals` (Wilson on an effective sample size; exact Wilson at K = 1).
+avg@K is DeepSeek-R1's way to report AIME: run j is the j-th sample of every item (each sample has its
+own seed), avg@K is the mean of the K runs' accuracies (pass@1, when every item has K samples) and `avg@K_std` their
+standard deviation, the run-to-run spread a single-seed number hides.
 """
 
 import re
@@ -9,9 +12,9 @@ from collections import Counter
 
 import numpy as np
 
-from trace_gen.verify import normalise_answer
+from eval_harness.intervals import score_interval
+from trace_gen.verify import KEPT_VERDICTS, normalise_answer
 
-BOOTSTRAP_RESAMPLES = 1000
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 
 
@@ -53,23 +56,16 @@ def maj_at_k(keys: list[str | None], k: int) -> float:
     return tied.count("<correct>") / len(tied)
 
 
-def bootstrap_ci(values, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of per-item values (items resampled)."""
-    values = np.asarray(values, dtype=np.float64)  # (items,)
-    if len(values) == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return (float(lo), float(hi))
-
-
 def ks_for(n: int) -> list[int]:
     """The k reported for n samples: powers of two below n, and n itself."""
     ks = [1]
     while ks[-1] * 2 < n:
         ks.append(ks[-1] * 2)
     return [*ks, n] if n > 1 else ks
+
+
+def is_correct(row: dict) -> bool:
+    return row["verdict"] in KEPT_VERDICTS  # "correct" (math) or "passed" (code)
 
 
 def is_infra_error(row: dict) -> bool:
@@ -82,24 +78,30 @@ def is_infra_error(row: dict) -> bool:
     )
 
 
-def summarise(samples: list[list[dict]], kind: str, seed: int = 0) -> dict:
+def summarise(samples: list[list[dict]], kind: str) -> dict:
     """Metrics of one benchmark from per-item lists of sample rows (each with `verdict`, and
-    optionally `answer`, `finish_reason`, `num_tokens`). Fractions in 0-1; CIs as [low, high]."""
+    optionally `answer`, `finish_reason`, `num_tokens`). Fractions in 0-1; intervals as [low, high].
+
+    K (`samples`) is the smallest number of samples any item has; pass@1 uses every sample."""
     assert samples and all(samples), "every item needs at least one sample"
     n_min = min(len(s) for s in samples)
-    correct = [[r["verdict"] in ("correct", "passed") for r in s] for s in samples]
+    correct = [[is_correct(r) for r in s] for s in samples]
     out: dict = {"n": len(samples), "samples": n_min}
     for k in ks_for(n_min):
         per_item = [pass_at_k(len(c), sum(c), k) for c in correct]
         out[f"pass@{k}"] = float(np.mean(per_item))
-        out[f"pass@{k}_ci"] = list(bootstrap_ci(per_item, seed))
+        out[f"pass@{k}_ci"] = list(score_interval(per_item, trials=n_min // k))
+    if n_min > 1:
+        runs = np.array([c[:n_min] for c in correct], dtype=np.float64).mean(axis=0)  # (K,) run accuracies
+        out[f"avg@{n_min}"] = float(runs.mean())
+        out[f"avg@{n_min}_std"] = float(runs.std(ddof=1))
     if kind == "math" and n_min > 1:
         per_item = [
             maj_at_k([answer_key(r.get("answer"), ok) for r, ok in zip(s, c, strict=True)], n_min)
             for s, c in zip(samples, correct, strict=True)
         ]
         out[f"maj@{n_min}"] = float(np.mean(per_item))
-        out[f"maj@{n_min}_ci"] = list(bootstrap_ci(per_item, seed))
+        out[f"maj@{n_min}_ci"] = list(score_interval(per_item, trials=1))
     rows = [r for s in samples for r in s]
     finish = [r.get("finish_reason") for r in rows]
     tokens = [r.get("num_tokens") for r in rows]
@@ -108,3 +110,9 @@ def summarise(samples: list[list[dict]], kind: str, seed: int = 0) -> dict:
     out["verdicts"] = dict(sorted(Counter(r["verdict"] for r in rows).items()))
     out["infra_error_rate"] = sum(is_infra_error(r) for r in rows) / len(rows)
     return out
+
+
+def item_scores(samples: list[list[dict]]) -> list[float]:
+    """pass@1 of each item (its fraction of correct samples), in the order given: what paired
+    comparisons of two models over the same items use."""
+    return [sum(is_correct(r) for r in s) / len(s) for s in samples]

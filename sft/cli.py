@@ -1,4 +1,4 @@
-"""`python -m sft run [--config configs/sft/NAME.yaml] [--field value ...]`.
+"""`python -m sft run|on-policy [--config configs/sft/NAME.yaml] [--field value ...]`.
 
 Without --config only the toy demo runs (configs/sft/toy_student.yaml: the toy student on runs/demo/traces).
 Naming a model or traces needs a recipe: the toy one is sized for a 0.17M-parameter model (max_length 256,
@@ -8,6 +8,7 @@ Usage:
     python -m sft run                                   # the toy demo (configs/sft/toy_student.yaml)
     python -m sft run --config configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml --traces runs/r1/traces
     python -m sft run --config configs/sft/toy_student.yaml --traces runs/demo/traces --output_dir runs/s
+    python -m sft on-policy --config configs/sft/toy_on_policy.yaml   # after `sft run`: sft/on_policy.py
 """
 
 import difflib
@@ -16,16 +17,21 @@ import sys
 from pathlib import Path
 
 import yaml
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import DistillationConfig, ModelConfig, SFTConfig, TrlParser
 
 from sft.config import DEFAULT_CONFIG, DistillArguments
 from sft.errors import UsageError
+from sft.on_policy_config import OnPolicyArguments
 
 DATACLASSES = (DistillArguments, SFTConfig, ModelConfig)
+ON_POLICY_DATACLASSES = (OnPolicyArguments, DistillationConfig, ModelConfig)
+ON_POLICY_CONFIG = DEFAULT_CONFIG.parent / "toy_on_policy.yaml"
 
 
 NEEDS_RECIPE = ("--model_name_or_path", "--traces")  # naming either means "not the toy demo"
 RECIPE = "configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml"
+ON_POLICY_NEEDS_RECIPE = ("--model_name_or_path", "--teacher_model_name_or_path", "--teachers", "--prompts")
+ON_POLICY_RECIPE = "configs/sft/r1_distill_qwen_1.5b_from_7b_on_policy.yaml"
 
 
 def _given(argv: list[str], flag: str) -> bool:
@@ -36,6 +42,10 @@ def make_parser(subparsers=None) -> TrlParser:
     if subparsers is not None:
         return subparsers.add_parser("run", help="Fine-tune a student on traces", dataclass_types=DATACLASSES)
     return TrlParser(DATACLASSES, prog="python -m sft run")
+
+
+def make_on_policy_parser() -> TrlParser:
+    return TrlParser(ON_POLICY_DATACLASSES, prog="python -m sft on-policy")
 
 
 def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
@@ -82,22 +92,28 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         print("\nsubcommands:\n  run    fine-tune a student on traces (see `python -m sft run --help`)")
+        print("  on-policy  distil the student on its own samples (see `python -m sft on-policy --help`)")
         return 0
-    if argv[0] != "run":
-        print(f"error: unknown subcommand {argv[0]!r}; use `python -m sft run ...`", file=sys.stderr)
+    if argv[0] not in ("run", "on-policy"):
+        print(
+            f"error: unknown subcommand {argv[0]!r}; use `python -m sft run|on-policy ...`", file=sys.stderr
+        )
         return 2
-    argv = argv[1:]
+    command, argv = argv[0], argv[1:]
+    run = command == "run"
     if not _given(argv, "--config") and "-h" not in argv and "--help" not in argv:
-        named = [flag for flag in NEEDS_RECIPE if _given(argv, flag)]
+        named = [flag for flag in (NEEDS_RECIPE if run else ON_POLICY_NEEDS_RECIPE) if _given(argv, flag)]
         if named:
+            toy = DEFAULT_CONFIG if run else ON_POLICY_CONFIG
             print(
                 f"error: {' and '.join(named)} without --config: pick a recipe sized for it, e.g. --config "
-                f"{RECIPE} (all recipes: configs/sft/; the toy demo: --config configs/sft/toy_student.yaml)",
+                f"{RECIPE if run else ON_POLICY_RECIPE} (all recipes: configs/sft/; the toy demo: --config "
+                f"configs/sft/{toy.name})",
                 file=sys.stderr,
             )
             return 2
-        argv = ["--config", str(DEFAULT_CONFIG), *argv]
-    parser = make_parser()
+        argv = ["--config", str(DEFAULT_CONFIG if run else ON_POLICY_CONFIG), *argv]
+    parser = make_parser() if run else make_on_policy_parser()
     try:
         config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
         argv = _cpu_defaults(argv, config)
@@ -105,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)
         return 2
-    from sft.train import run  # heavy imports only after arguments are valid
+    if run:  # heavy imports only after arguments are valid
+        from sft.train import run as train
+    else:
+        from sft.on_policy import run as train
 
     try:
-        run(args, training_args, model_args)
+        train(args, training_args, model_args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

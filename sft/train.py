@@ -244,11 +244,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         trainer_kwargs["teacher_model"] = load_teacher(args, training_args)
 
     model = load_student(model_args, training_args)
-    peft_config = get_peft_config(model_args)
-    if peft_config is not None and peft_config.modules_to_save and model.config.tie_word_embeddings:
-        # Training embed_tokens (modules_to_save) on a tied model must train lm_head with it; without
-        # this peft trains a copy of the input embedding while the output projection stays frozen.
-        peft_config.ensure_weight_tying = True
+    peft_config = student_peft_config(model, model_args)
     common = dict(
         model=model,
         args=training_args,
@@ -281,19 +277,8 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         return out
     tokenizer.save_pretrained(str(out))
     final = out
-    quantized = model_args.load_in_4bit or model_args.load_in_8bit
     if model_args.use_peft and args.merge_adapter:
-        final = out / "merged"
-        if quantized:  # merge into the unquantized base, not into rounded 4-bit weights
-            base_model = AutoModelForCausalLM.from_pretrained(
-                _as_given(model_args.model_name_or_path),
-                dtype=_dtype(model_args.dtype),
-                revision=model_args.model_revision,
-            )
-            merged = PeftModel.from_pretrained(base_model, str(out)).merge_and_unload()
-        else:
-            merged = trainer.model.merge_and_unload()
-        _save_whole(final, merged, tokenizer)
+        final = merge_and_save(trainer, tokenizer, model_args, out)
     if args.export_4bit:
         summary["export_4bit"] = str(export_4bit(final, out / "merged-4bit", training_args, tokenizer))
     if report:
@@ -311,6 +296,32 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     }
     (out / "run_summary.json").write_text(json.dumps(summary, indent=2))  # written last: the run is complete
     print(f"model: {final}", flush=True)
+    return final
+
+
+def student_peft_config(model, model_args: ModelConfig):
+    """TRL's LoRA config from ModelConfig (None: full fine-tuning)."""
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None and peft_config.modules_to_save and model.config.tie_word_embeddings:
+        # Training embed_tokens (modules_to_save) on a tied model must train lm_head with it; without
+        # this peft trains a copy of the input embedding while the output projection stays frozen.
+        peft_config.ensure_weight_tying = True
+    return peft_config
+
+
+def merge_and_save(trainer, tokenizer, model_args: ModelConfig, out: Path) -> Path:
+    """Merge the adapter saved at `out` into its base and save it with the tokenizer at `out/merged`."""
+    final = out / "merged"
+    if model_args.load_in_4bit or model_args.load_in_8bit:  # into the unquantized base, not rounded weights
+        base_model = AutoModelForCausalLM.from_pretrained(
+            _as_given(model_args.model_name_or_path),
+            dtype=_dtype(model_args.dtype),
+            revision=model_args.model_revision,
+        )
+        merged = PeftModel.from_pretrained(base_model, str(out)).merge_and_unload()
+    else:
+        merged = trainer.model.merge_and_unload()
+    _save_whole(final, merged, tokenizer)
     return final
 
 

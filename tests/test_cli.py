@@ -14,6 +14,7 @@ HELP_COMMANDS = [
     ["trace_gen", "--help"],
     ["sft", "--help"],
     ["sft", "run", "--help"],
+    ["sft", "on-policy", "--help"],
     ["eval_harness", "--help"],
     ["eval_harness", "compare", "--help"],
     ["trace_gen.toy.build", "--help"],

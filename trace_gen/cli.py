@@ -22,6 +22,7 @@ from pathlib import Path
 
 from trace_gen.backends import BACKENDS
 from trace_gen.backends.base import DTYPES
+from trace_gen.backends.openai_options import OpenAIOptions, add_openai_arguments
 from trace_gen.errors import BackendError, UsageError
 from trace_gen.prompts import R1_INSTRUCTION, dataset_prompts, toy_prompts
 from trace_gen.verify.sandbox import ALLOW_UNISOLATED_ENV
@@ -126,22 +127,7 @@ def make_parser() -> argparse.ArgumentParser:
         default={},
         help="vllm: JSON of vllm.EngineArgs fields passed through",
     )
-    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: server URL")
-    p.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="openai: NAME of the environment variable with the key",
-    )
-    p.add_argument("--concurrency", type=int, default=64, help="openai: requests in flight")
-    p.add_argument("--max-retries", type=int, default=8, help="openai: retries on 429/5xx/timeouts")
-    p.add_argument("--request-timeout", type=float, default=3600.0, help="openai: seconds per request")
-    p.add_argument(
-        "--extra-body",
-        type=json_object,
-        default={},
-        help="openai: JSON merged into every request body. vLLM and SGLang servers drop special tokens "
-        "such as <think> from the text unless asked: '{\"skip_special_tokens\": false}'",
-    )
+    add_openai_arguments(p)
     p.add_argument(
         "--keep-rejected", action="store_true", help="also write rejected samples to OUT/rejected/"
     )
@@ -230,6 +216,7 @@ def check_args(args: argparse.Namespace) -> None:
 
         check_push(args.push_to_hub)
     if args.backend == "openai":
+        OpenAIOptions.from_args(args)  # UsageError on a bad server flag, before any work
         return  # the teacher is a served model name
     teacher = Path(args.teacher)
     looks_local = args.teacher.startswith((".", "/", "~")) or teacher.exists()
@@ -260,14 +247,7 @@ def backend_options(args: argparse.Namespace) -> dict:
     if args.backend == "vllm":
         return {"engine_args": args.engine_args}
     if args.backend == "openai":
-        return {
-            "base_url": args.base_url,
-            "api_key_env": args.api_key_env,
-            "concurrency": args.concurrency,
-            "max_retries": args.max_retries,
-            "timeout_s": args.request_timeout,
-            "extra_body": args.extra_body,
-        }
+        return OpenAIOptions.from_args(args).as_kwargs()
     return {}
 
 

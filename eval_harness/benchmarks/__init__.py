@@ -1,6 +1,7 @@
 """Benchmarks: one module per benchmark; this dict is the registry (name → module).
 
-Each module has NAME, KIND ("math" or "code"), GENERATION (default sampling settings), and
+Each module has NAME, KIND ("math" or "code"), GENERATION (default sampling settings), SAMPLES
+(the default K samples per item), and
 `load(limit=None) -> list[Item]`, `extract(completion)`, `oracle(item)`; see `base.py`.
 A user's own JSONL becomes a benchmark through `custom.CustomBenchmark` (CLI: --custom FILE).
 """

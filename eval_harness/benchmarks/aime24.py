@@ -19,6 +19,7 @@ NAME = "aime24"
 KIND = "math"
 DATA_FILE = "aime24.jsonl"
 GENERATION = R1_GENERATION
+SAMPLES = 64  # default K: 30 items are noisy (R1 reports AIME pass@1 over 64 samples)
 EXTRACTORS = ("boxed", "prose")
 
 

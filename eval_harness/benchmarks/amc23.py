@@ -17,6 +17,7 @@ NAME = "amc23"
 KIND = "math"
 DATA_FILE = "amc23.jsonl"
 GENERATION = R1_GENERATION
+SAMPLES = 16  # default K: 40 items are noisy; 16 samples per item average most sampling noise out
 EXTRACTORS = ("boxed", "prose")
 
 

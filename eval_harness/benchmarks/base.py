@@ -1,7 +1,9 @@
 """What every benchmark shares: the item it yields, R1 prompt and generation defaults, its data files.
 
 A benchmark is a module (see `eval_harness.benchmarks.__init__`) with NAME, KIND ("math" or "code"),
-GENERATION (default sampling settings; CLI flags override them), `load(limit) -> list[Item]`,
+GENERATION (default sampling settings; CLI flags override them), SAMPLES (the default number K of
+samples per item: higher on small noisy sets such as AIME; --samples-per-prompt overrides it),
+`load(limit) -> list[Item]`,
 `extract(completion) -> str | None` (the answer or code the scorer checks) and `oracle(item) -> str`
 (the reference solution written as a model output, for `--oracle`). Math modules also set EXTRACTORS.
 """

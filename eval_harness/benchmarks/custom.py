@@ -1,7 +1,7 @@
-"""custom: a user's own held-out set from a JSONL (or Parquet, saved or hub dataset), no code needed.
+"""custom: a user's own held-out set from a JSONL (or a JSON array, Parquet, saved or hub dataset).
 
     python -m eval_harness --model PATH --custom my_set.jsonl --custom-type math \\
-        --problem-field question --answer-field final --id-field uid
+        --problem-column question --answer-column final --id-column uid
 
 math: the problem + the R1 instruction; scored like math500 (\\boxed{} after </think>, math-verify).
 code: HumanEval-style rows (the function prompt, a `test` defining check(candidate), an entry
@@ -9,6 +9,7 @@ point); scored like humaneval. The oracle uses --solution-field when given (math
 with \\boxed{}; code: the function body after the prompt), else "\\boxed{answer}" for math.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,10 @@ class CustomBenchmark:
         return R1_GENERATION
 
     @property
+    def SAMPLES(self) -> int:
+        return 1  # default K; --samples-per-prompt sets it
+
+    @property
     def EXTRACTORS(self) -> tuple[str, ...]:
         return self.extractors
 
@@ -61,13 +66,18 @@ class CustomBenchmark:
         local = path.suffix in (".jsonl", ".json", ".gz", ".parquet") or path.exists()
         if local and not path.exists():
             raise UsageError(f"custom benchmark file not found: {path.resolve()}")
-        rows = (
-            read_jsonl(path)
-            if path.name.endswith((".jsonl", ".jsonl.gz"))
-            else _load_rows(self.path, self.split)
-        )
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            rows = read_jsonl(path)
+        elif path.suffix == ".json":
+            rows = _json_rows(path)
+        else:
+            rows = _load_rows(self.path, self.split)
         if not rows:
             raise UsageError(f"custom benchmark {self.path} has no rows")
+        if not all(isinstance(r, dict) for r in rows):
+            raise UsageError(
+                f"custom benchmark {self.path}: every row must be a JSON object with named fields"
+            )
         if self.kind == "math":
             needed = (self.problem_field, self.answer_field)
         else:
@@ -75,9 +85,9 @@ class CustomBenchmark:
         for field in (*needed, self.id_field, self.solution_field):
             if field is not None and field not in rows[0]:
                 raise UsageError(
-                    f"custom benchmark {self.path} has no field {field!r} (fields: {', '.join(rows[0])}); "
-                    f"map yours with --problem-field/--answer-field/--id-field/--solution-field"
-                    + ("/--test-field/--entry-point-field" if self.kind == "code" else "")
+                    f"custom benchmark {self.path} has no column {field!r} (columns: {', '.join(rows[0])}); "
+                    f"map yours with --problem-column/--answer-column/--id-column/--solution-column"
+                    + ("/--tests-column/--entry-point-column" if self.kind == "code" else "")
                 )
         return rows
 
@@ -115,4 +125,22 @@ class CustomBenchmark:
             return item.reference
         if self.kind == "math":
             return f"\\boxed{{{item.gold}}}"
-        raise UsageError(f"--oracle on custom code benchmark {self.name} needs --solution-field")
+        raise UsageError(f"--oracle on custom code benchmark {self.name} needs --solution-column")
+
+
+def _json_rows(path: Path) -> list:
+    """Rows of a .json file: a JSON array of objects (or {"data": [...]}, as some exports write, or
+    one object: one row), else JSON Lines under a .json name (read by trace_gen's reader, which
+    names a bad line)."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _load_rows(str(path), "train")  # JSON Lines, or one clear error naming the line
+    if isinstance(value, dict):
+        (only,) = value.values() if len(value) == 1 else (None,)
+        value = only if isinstance(only, list) else [value]
+    if not isinstance(value, list):
+        raise UsageError(
+            f"custom benchmark {path} holds a single JSON value; give a JSON array of rows or JSONL"
+        )
+    return value

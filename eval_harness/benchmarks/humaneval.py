@@ -16,6 +16,7 @@ NAME = "humaneval"
 KIND = "code"
 DATA_FILE = "humaneval.jsonl.gz"
 GENERATION = R1_GENERATION
+SAMPLES = 4  # default K (R1: 4 to 64 samples per item depending on the set size)
 INSTRUCTION = (
     "Complete the following Python function. Reason step by step, then give the complete function, "
     "with any imports it needs, in a single ```python code block."

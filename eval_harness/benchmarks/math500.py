@@ -11,6 +11,7 @@ NAME = "math500"
 KIND = "math"
 DATA_FILE = "math500.jsonl"
 GENERATION = R1_GENERATION
+SAMPLES = 4  # default K (R1: 4 to 64 samples per item depending on the set size)
 EXTRACTORS = ("boxed", "prose")
 
 

@@ -11,6 +11,7 @@ from trace_gen.toy.task import format_completion, split
 NAME = "toy"
 KIND = "math"
 GENERATION = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 128}
+SAMPLES = 1  # default K: greedy decoding has one answer
 EXTRACTORS = ("boxed",)
 
 

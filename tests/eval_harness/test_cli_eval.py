@@ -1,13 +1,18 @@
-"""The CLI without a model: bad input as one clear error line, --responses, custom JSONL benchmarks."""
+"""The CLI without a model: --help, the flag vocabulary, bad input as one clear error line, --responses,
+custom JSONL benchmarks."""
 
+import argparse
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from eval_harness.benchmarks import toy
-from eval_harness.cli import main
+from eval_harness.cli import main, make_parser, normalise_argv, parse_models
+from trace_gen.errors import UsageError
 from trace_gen.verify.benchmarks import benchmarks_dir
 
 
@@ -47,13 +52,14 @@ def test_k_greedy_samples_are_refused(tmp_path, capsys):
         str(tmp_path),
         "--benchmarks",
         "toy",
-        "--samples",
+        "--samples-per-prompt",
         "4",
         "--output-dir",
         str(tmp_path / "o"),
     ]
     assert main(args) == 2
     assert "greedy decoding on toy" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()
 
 
 def test_responses_that_do_not_match_name_the_missing_ids(tmp_path, capsys):
@@ -88,6 +94,7 @@ def test_responses_that_do_not_match_name_the_missing_ids(tmp_path, capsys):
     bad.write_text('{"id": "x", "completion": "1"}\n{"id": \n')
     assert main(["--responses", str(bad), *args[2:]]) == 2
     assert "bad.jsonl:2 is not valid JSON" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()
 
 
 def test_responses_are_scored_with_k_samples_and_maj(tmp_path):
@@ -138,22 +145,22 @@ def test_custom_math_jsonl_with_field_mapping(tmp_path, capsys):
     common = [
         "--custom",
         str(data),
-        "--problem-field",
+        "--problem-column",
         "question",
-        "--id-field",
+        "--id-column",
         "uid",
         "--output-dir",
         str(out),
     ]
     assert main(["--oracle", *common]) == 2
     line = _error_line(capsys)
-    assert "no field 'answer'" in line and "question, final" in line and "--answer-field" in line
+    assert "no column 'answer'" in line and "question, final" in line and "--answer-column" in line
 
     responses = _write_jsonl(
         tmp_path / "r.jsonl",
         [{"id": "a", "completion": "\\boxed{1}"}, {"id": "b", "completion": "\\boxed{0.5}"}],
     )
-    assert main(["--responses", str(responses), *common, "--answer-field", "final"]) == 0
+    assert main(["--responses", str(responses), *common, "--answer-column", "final"]) == 0
     s = _summary(out)["mine"]
     assert s["pass@1"] == 1.0 and s["n"] == 2 and s["kind"] == "math"
 
@@ -175,7 +182,7 @@ def test_custom_code_jsonl_oracle_and_missing_file(tmp_path, capsys):
             for r in rows
         ],
     )
-    fields = [
+    fields = [  # the old --*-field spellings still work
         "--problem-field",
         "stub",
         "--test-field",
@@ -187,7 +194,7 @@ def test_custom_code_jsonl_oracle_and_missing_file(tmp_path, capsys):
     ]
     out = tmp_path / "o"
     args = ["--oracle", "--custom", str(data), "--custom-type", "code", *fields, "--output-dir", str(out)]
-    assert main([*args, "--solution-field", "body"]) == 0
+    assert main([*args, "--solution_column", "body"]) == 0  # underscores work too
     assert _summary(out)["funcs"]["verdicts"] == {"passed": 3}
 
     assert main([*args[:2], str(tmp_path / "none.jsonl"), *args[3:]]) == 2
@@ -206,3 +213,40 @@ def test_backend_flags_are_checked_before_any_model_loads(tmp_path, capsys):
         assert main([*base, "--backend", "hf", "--device", "cuda"]) == 2
         assert "no GPU is visible" in _error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("sub", [[], ["compare"]])
+def test_help_is_grouped_states_each_default_once_and_loads_nothing_heavy(sub):
+    code = (
+        "import json, sys\nfrom eval_harness.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+        "    pass\nheavy = ('torch', 'transformers', 'trl', 'vllm', 'datasets', 'matplotlib')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *sub, "--help"], capture_output=True, text=True, check=True
+    )
+    *help_lines, loaded = proc.stdout.strip().splitlines()
+    assert json.loads(loaded) == []  # --help stays fast: nothing heavy imported
+    text = "\n".join(help_lines)
+    for group in ("benchmarks", "sampling", "generation backend", "scoring", "output"):
+        assert f"\n{group}" in text
+    parser = make_parser(bool(sub))
+    formatter = parser.formatter_class(parser.prog)
+    for action in parser._actions:
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert formatter._expand_help(action).count("default") == 1, action.option_strings
+
+
+def test_one_vocabulary_old_names_and_underscores(capsys):
+    argv = normalise_argv(
+        ["--samples", "2", "--output_dir=x", "--problem-field", "q", "--custom-split", "dev"]
+    )
+    assert argv == ["--samples-per-prompt", "2", "--output-dir=x", "--problem-column", "q", "--split", "dev"]
+    assert capsys.readouterr().err.count("note: ") == 3
+    args = make_parser(False).parse_args(
+        normalise_argv(["--oracle", "--output_dir", "o", "--batch_size", "8"])
+    )
+    assert args.output_dir == Path("o") and args.batch_size == 8
+    assert parse_models(["a=/m/x,y", "b=/m/z,c=hub/id"]) == {"a": "/m/x,y", "b": "/m/z", "c": "hub/id"}
+    with pytest.raises(UsageError, match="names must be different"):
+        parse_models(["a=/x,a=/y"])

@@ -53,7 +53,8 @@ def pool():
 def _run(backend, pool, out: Path, limit: int, **overrides) -> tuple[dict, list[dict]]:
     sampling = sampling_for(toy, overrides.pop("n", 1), 0, overrides)
     items = {"toy": toy.load(limit)}
-    summary = evaluate_model(backend, [toy], items, {"toy": sampling}, pool, out, "m", "hf")["toy"]
+    summaries, _ = evaluate_model(backend, [toy], items, {"toy": sampling}, pool, out, "m", "hf")
+    summary = summaries["toy"]
     return summary, read_sample_rows(Path(summary["samples_file"]))
 
 
@@ -130,7 +131,7 @@ def test_cli_single_model_with_k_samples(model_dir, tmp_path):
         "toy",
         "--limit",
         "4",
-        "--samples",
+        "--samples-per-prompt",
         "2",
         "--temperature",
         "1.0",
@@ -145,18 +146,26 @@ def test_cli_single_model_with_k_samples(model_dir, tmp_path):
 
 def test_compare_writes_the_report_the_demo_reads(model_dir, tmp_path):
     out = tmp_path / "demo"
-    models = [f"teacher={model_dir}", f"student={model_dir}", f"student_untrained={model_dir}"]
-    args = ["compare", "--models", *models, "--benchmarks", "toy", "--limit", "4", "--latency-prompts", "2"]
+    models = f"teacher={model_dir},student={model_dir}"  # comma- and space-separated pairs both work
+    args = ["compare", "--models", models, f"student_untrained={model_dir}", "--benchmarks", "toy"]
+    args += ["--limit", "4", "--latency-prompts", "2"]
     assert main([*args, "--max-new-tokens", "8", "--output-dir", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert list(report["models"]) == ["teacher", "student", "student_untrained"]
     for m in report["models"].values():
         assert 0 <= m["accuracy"] <= 1 and m["params"] > 0 and m["size_mb"] > 0 and m["tokens_per_s"] > 0
-        assert m["latency_s_per_response"] > 0 and m["benchmarks"]["toy"]["n"] == 4
+        assert (
+            m["latency"]["ttft_s"] > 0 and m["latency"]["prompts"] == 2 and m["benchmarks"]["toy"]["n"] == 4
+        )
     assert report["sampling"]["toy"]["temperature"] == 0.0  # the toy stays greedy by default
-    assert (out / "report.md").read_text().count("| teacher |") == 2 and (
-        out / "report.png"
-    ).stat().st_size > 0
+    # the same model three times: same greedy answers, so every paired difference is 0 (with an interval)
+    for name in ("student", "student_untrained"):
+        d = report["delta_vs_teacher"][name]["benchmarks"]["toy"]
+        assert d["delta"] == 0 and d["ci"][0] < 0 < d["ci"][1] and d["n"] == 4
+    assert "teacher" not in report["delta_vs_teacher"]
+    md = (out / "report.md").read_text()
+    assert md.count("| teacher |") == 2 and "(reference)" in md  # overview + per-benchmark row
+    assert (out / "report.png").stat().st_size > 0 and (out / "report.svg").stat().st_size > 0
     shutil.rmtree(out / "samples")
 
 

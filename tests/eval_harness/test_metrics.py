@@ -1,4 +1,5 @@
-"""Metrics: unbiased pass@k against hand-computed cases, maj@k votes and ties, bootstrap CIs."""
+"""Metrics: unbiased pass@k against hand-computed cases, maj@k votes and ties, avg@K and its spread,
+intervals that narrow with more samples per item."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eval_harness.metrics import answer_key, bootstrap_ci, ks_for, maj_at_k, pass_at_k, summarise
+from eval_harness.metrics import answer_key, item_scores, ks_for, maj_at_k, pass_at_k, summarise
 
 
 @pytest.mark.parametrize(
@@ -65,14 +66,6 @@ def test_answer_keys_group_equal_answers_cheaply():
     assert answer_key(None, False) is None
 
 
-def test_bootstrap_is_seeded_and_brackets_the_mean():
-    values = np.random.default_rng(1).random(200)
-    lo, hi = bootstrap_ci(values, seed=0)
-    assert lo < values.mean() < hi
-    assert bootstrap_ci(values, seed=0) == (lo, hi)
-    assert bootstrap_ci([1.0] * 10) == (1.0, 1.0)
-
-
 def _rows(correct: list[bool]) -> list[dict]:
     return [
         {
@@ -124,3 +117,27 @@ def test_summarise_reports_every_k_maj_truncation_and_tokens():
     assert s["verdicts"] == {"correct": 2, "wrong": 8} and s["infra_error_rate"] == 0
     assert "maj@5" not in summarise(samples, "code")
     assert "maj@1" not in summarise([_rows([True])], "math")
+
+
+def test_avg_at_k_is_the_mean_of_the_runs_with_their_spread():
+    # 3 items x 4 samples; run j = sample j of every item: runs score 3/3, 1/3, 2/3, 0/3
+    samples = [
+        _rows([True, False, True, False]),
+        _rows([True, False, False, False]),
+        _rows([True, True, True, False]),
+    ]
+    s = summarise(samples, "math")
+    runs = np.array([3, 1, 2, 0]) / 3
+    assert s["avg@4"] == pytest.approx(runs.mean()) == pytest.approx(s["pass@1"])
+    assert s["avg@4_std"] == pytest.approx(runs.std(ddof=1))
+    assert "avg@1" not in summarise([_rows([True])], "math")
+    assert item_scores(samples) == pytest.approx([0.5, 0.25, 0.75])
+
+
+def test_all_wrong_and_all_right_have_honest_intervals():
+    """The old percentile bootstrap said [0, 0] at 0/40; Wilson says [0, 8.8%]."""
+    zero = summarise([_rows([False]) for _ in range(40)], "math")
+    assert zero["pass@1"] == 0 and zero["pass@1_ci"][0] == 0
+    assert zero["pass@1_ci"][1] == pytest.approx(0.0876, abs=5e-4)
+    full = summarise([_rows([True] * 8) for _ in range(30)], "math")
+    assert full["pass@1"] == 1 and full["pass@1_ci"][1] == 1 and full["pass@1_ci"][0] < 0.9

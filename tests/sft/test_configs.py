@@ -8,13 +8,18 @@ import pytest
 import yaml
 from accelerate.commands.config.config_args import ClusterConfig
 
-from sft.cli import main, make_parser
+from sft.cli import main, make_on_policy_parser, make_parser
 from sft.config import REPO_ROOT
 
 from .conftest import write_traces
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-REAL = sorted(p for p in (CONFIGS / "sft").glob("*.yaml") if not p.name.startswith("toy_"))
+# `sft run` recipes; *_on_policy.yaml are `sft on-policy` recipes (tests/sft/test_on_policy.py checks the real one)
+REAL = sorted(
+    p
+    for p in (CONFIGS / "sft").glob("*.yaml")
+    if not p.name.startswith("toy_") and not p.stem.endswith("_on_policy")
+)
 # hub id in a recipe -> (architecture, family) of the tiny real-shape stand-in (tests/real_models.py)
 FAMILIES = {
     "Qwen/Qwen2.5-1.5B-Instruct": ("qwen2", "qwen2.5"),
@@ -29,7 +34,8 @@ def test_sft_config_parses(path):
     assert text.startswith("#"), "each config opens with its hardware and exact command"
     # the GPU recipes say bf16: true, which TrainingArguments refuses on a CPU-only machine
     argv = ["--config", str(path), "--bf16", "false"]
-    args, _, _ = make_parser().parse_args_and_config(argv)
+    parser = make_on_policy_parser() if path.stem.endswith("_on_policy") else make_parser()
+    args, _, _ = parser.parse_args_and_config(argv)
     keys = set(yaml.safe_load(text))
     assert keys, path
     if "kd_source" in keys:

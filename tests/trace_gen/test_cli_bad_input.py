@@ -41,7 +41,7 @@ def test_unreachable_server_is_one_line_and_writes_no_parts(tmp_path, capsys):
     ]
     assert main([*argv, "--dataset", str(data), "--out", str(tmp_path / "o")]) == 2
     line = error_line(capsys)
-    assert "127.0.0.1:9" in line and "after 2 attempts" in line
+    assert "cannot reach the teacher server at http://127.0.0.1:9/v1 (connection refused)" in line
     assert not list((tmp_path / "o").rglob("part-*")) and not (tmp_path / "o" / "manifest.jsonl").exists()
 
 

@@ -54,7 +54,15 @@ class VLLMBackend:
         check_engine_args(engine_args)
         self.model_path = model
         self.batch_size = batch_size  # prompts per generate call; vLLM schedules them continuously
-        self.llm = LLM(model=model, trust_remote_code=trust_remote_code, **engine_args)
+        try:
+            self.llm = LLM(model=model, trust_remote_code=trust_remote_code, **engine_args)
+        except (
+            ValueError
+        ) as err:  # vLLM's config checks (pydantic), e.g. a max_model_len the model cannot hold
+            reason = " ".join(line.strip() for line in str(err).splitlines()[:2]).split(" [type=")[0]
+            raise UsageError(
+                f"vLLM cannot start {model} with engine arguments {engine_args}: {reason}"
+            ) from err
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.max_prompt_tokens = self.max_model_len - 1
