@@ -63,6 +63,23 @@ def side_by_side(stages: dict[str, list[str]], logs: Path, timings: dict) -> Non
     print(f"--- {', '.join(stages)}: {max(timings[t] for t in stages):.0f} s", flush=True)
 
 
+def conditions() -> dict:
+    """What the numbers depend on beyond this code and its fixed seeds: the torch build and the CPU
+    float kernels it picks (README: the demo's numbers repeat exactly when these are the same)."""
+    import platform
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    vendors = [line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")]
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_vendor": vendors[0] if vendors else platform.machine(),
+    }
+
+
 def sft_cmd(py: str, traces: Path, out: Path, max_steps: int, *extra: str) -> list[str]:
     return [
         py,
@@ -126,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "stage_seconds": timings,
         "total_seconds": total,
         "trace_stats": json.loads((traces / "stats.json").read_text()),
+        "conditions": conditions(),
     }
     report_path.write_text(json.dumps(report, indent=2))
     m = report["models"]
