@@ -162,6 +162,12 @@ def hub_models(real_model, tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def _local(item: str, hub_models: dict[str, Path]) -> str:
+    """`NAME=ID` or `ID` with a hub id replaced by its tiny local stand-in."""
+    key, eq, value = item.rpartition("=")
+    return f"{key}{eq}{hub_models[value]}" if value in hub_models else item
+
+
 def for_cpu(argv: list[str], hub_models: dict[str, Path], cwd: Path) -> list[str]:
     """The README's command as this machine runs it (the module docstring lists every change)."""
     name, args = module_and_args(argv)
@@ -169,10 +175,8 @@ def for_cpu(argv: list[str], hub_models: dict[str, Path], cwd: Path) -> list[str
     for i, arg in enumerate(args):
         if i and args[i - 1] == "--engine-args":
             arg = json.dumps({**json.loads(arg), **CPU_ENGINE})
-        else:
-            key, eq, value = arg.rpartition("=")  # `--models NAME=ID` pairs; a plain value has no "="
-            if value in hub_models:
-                arg = f"{key}{eq}{hub_models[value]}"
+        else:  # `--models NAME=ID,NAME=ID` lists; a plain value has no "=" and no ","
+            arg = ",".join(_local(item, hub_models) for item in arg.split(","))
         out.append(arg)
     if name == "sft run":
         if "--model_name_or_path" not in out:
@@ -192,8 +196,11 @@ def for_cpu(argv: list[str], hub_models: dict[str, Path], cwd: Path) -> list[str
             for model in out[i + 1 :]:
                 if model.startswith("--"):
                     break
-                path = model.split("=", 1)[-1]
-                assert (cwd / path).exists(), f"{arg} {path}: not a local path; map the hub id in hub_models"
+                for item in model.split(","):
+                    path = item.split("=", 1)[-1]
+                    assert (cwd / path).exists(), (
+                        f"{arg} {path}: not a local path; map the hub id in hub_models"
+                    )
     return [sys.executable, "-m", *name.split(), *out]
 
 
