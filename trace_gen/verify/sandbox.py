@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SETUP_FAILED_EXIT = 97  # the harness's exit code when the sandbox itself could not be set up
 _UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--net", "--mount", "--mount-proc"]
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/nix")
 _SCRUBBED_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 _HARNESS = (Path(__file__).resolve().parent / "harness.py").read_text(encoding="utf-8")
 # the harness runs with a private copy of the builtins, so rebinding builtins.X cannot reach its code
@@ -100,24 +101,14 @@ def _sandbox_uid() -> int:
     return random.randrange(1_000_000, 2_000_000_000) if os.geteuid() == 0 else -1
 
 
-def _hidden_dirs(python: str) -> list[str]:
-    """User directories to hide in the sandbox, minus any that hold the sandbox's interpreter."""
-    from trace_gen.verify.benchmarks import REPO_ROOT
-
-    candidates = {"/home", "/root", "/mnt", "/srv", "/media", str(Path.home()), os.getcwd()}
-    candidates.add(str(REPO_ROOT.parent))
-    real = Path(os.path.realpath(python))
-    keep = [str(real), str(real.parents[1])]  # the interpreter and its prefix (stdlib)
-    # /tmp, /var/tmp, /dev/shm get fresh private tmpfs anyway; hiding one of them (a checkout under
-    # /tmp makes /tmp the workspace) would mount a read-only tmpfs over the sandbox's scratch space.
-    scratch = {"/tmp", "/var/tmp", "/dev/shm"}
-    return sorted(
-        d
-        for d in candidates
-        if d != "/"
-        and d not in scratch
-        and not any(k == d or k.startswith(d.rstrip("/") + "/") for k in keep)
-    )
+def _visible_dirs(python: str) -> list[str]:
+    """What the sandbox's root shows, read-only: the system's programs, libraries and /etc, and the
+    interpreter's prefix wherever it is (pyenv, conda and uv install it under the user's home)."""
+    dirs = [d for d in _SYSTEM_DIRS if os.path.lexists(d)]
+    prefix = Path(os.path.realpath(python)).parents[1]  # realpath: no symlinked system dir in it
+    if prefix != Path("/") and not any(Path(d) == prefix or Path(d) in prefix.parents for d in dirs):
+        dirs.append(str(prefix))
+    return dirs
 
 
 def _command(
@@ -127,7 +118,7 @@ def _command(
     argv = [python, "-I", "-c", _BOOT, run_dir, str(uid), str(limits.cpu_s), str(limits.memory_mb)]
     argv += [str(size_mb), str(limits.nproc), mode, *map(str, fds)]
     if mode == "namespaces":
-        argv += _hidden_dirs(python)
+        argv += _visible_dirs(python)
         prefix = _UNSHARE if os.geteuid() == 0 else [*_UNSHARE, "--map-root-user"]
         return [*prefix, "--", *argv]
     return argv
