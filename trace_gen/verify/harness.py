@@ -2,14 +2,19 @@
 
 `trace_gen.verify.sandbox` passes this file's source to `python -I -c` (compiled under the name
 "<distill-harness>"); it is never imported. argv: run_dir uid cpu_s as_mb fsize_mb nproc mode
-job_fd token_fd report_fd hide... It imports nothing from the toolkit.
+job_fd token_fd report_fd visible... It imports nothing from the toolkit.
 
-1. As the namespace's root: fresh tmpfs on /tmp, /var/tmp, /dev/shm, empty read-only tmpfs over the
-   hidden directories; fork. The parent (the namespace's init) closes the harness's descriptors,
-   waits, and exits with the child's status (128 + signal number when a signal killed it).
+1. As the namespaces' root (mode "namespaces"): pivot into a new root (`new_root`) that holds the
+   `visible` directories read-only, the run directory, fresh tmpfs scratch, a minimal /dev and this
+   pid namespace's /proc; fork. The parent (the namespace's init, undumpable so the child cannot
+   trace it) closes the harness's descriptors, waits, and exits with the child's status (128 +
+   signal number when a signal killed it).
 2. The child sets rlimits (CPU, address space, file size, processes, open files, no core),
-   no_new_privs, drops to the run's uid, reads its job (JSON) from job_fd, installs an audit hook
-   (PEP 578: Python code cannot remove it) and runs the job:
+   no_new_privs, empties the capability bounding set, drops to the run's uid (as root), drops every
+   remaining capability (effective, permitted, inheritable, ambient: as non-root it is root of its
+   user namespace and would otherwise hold them all there) and checks /proc/self/status says so,
+   reads its job (JSON) from job_fd, installs an audit hook (PEP 578: Python code cannot remove it)
+   and runs the job:
    - "program": the model's program as __main__ (stdin/stdout tests: the caller compares output);
    - "humaneval": prompt + completion, then the test code ("<distill-tests>"), then
      `check(entry_point)`. Only when `check` returns does the harness read the run's token from
@@ -139,7 +144,7 @@ def set_up(argv: list[str]) -> tuple[str, dict, int, int]:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if mode == "namespaces":
-            new_root(libc, run_dir, fsize_mb, visible)
+            new_root(libc, run_dir, max(uid, 0), fsize_mb, visible)
         os.chdir(run_dir)
         pid = os.fork()
     except Exception as e:
@@ -194,11 +199,13 @@ def set_up(argv: list[str]) -> tuple[str, dict, int, int]:
     return run_dir, job, moved[0], moved[1]
 
 
-def new_root(libc, run_dir: str, fsize_mb: int, visible: list[str]) -> None:
+def new_root(libc, run_dir: str, owner: int, fsize_mb: int, visible: list[str]) -> None:
     """As the namespaces' root: pivot into a fresh tmpfs that holds only `visible` (bound read-only;
-    a symlink such as /bin -> usr/bin is copied as a symlink), the run directory (read-write), fresh
-    tmpfs on /tmp, /var/tmp, /dev/shm, a /dev of null, zero, full, random, urandom, and this pid
-    namespace's /proc. The old root is detached: no mount of the host is left to uncover."""
+    a symlink such as /bin -> usr/bin is copied as a symlink), a tmpfs at `run_dir` owned by `owner`
+    holding a copy of its main.py, fresh tmpfs on /tmp, /var/tmp, /dev/shm, a /dev of null, zero,
+    full, random, urandom, and this pid namespace's /proc. The old root is detached: no mount of the
+    host is left to uncover, and nothing the program writes reaches a disk (each tmpfs holds
+    `fsize_mb`)."""
     import ctypes
     import platform
     import re
@@ -212,8 +219,9 @@ def new_root(libc, run_dir: str, fsize_mb: int, visible: list[str]) -> None:
     if pivot_root is None:
         fail(f"no pivot_root syscall number for {platform.machine()}")
     new = "/tmp"  # any directory: the new root is a tmpfs mounted over it, the old one detached
-    paths = [d for d in visible if not os.path.islink(d)] + [run_dir, "/proc"]
-    paths += [f"/dev/{name}" for name in DEVICES]
+    with open(run_dir + "/main.py", "rb") as f:  # for tracebacks
+        program = f.read()
+    paths = [d for d in visible if not os.path.islink(d)] + ["/proc"] + [f"/dev/{n}" for n in DEVICES]
     sources = {p: os.open(p, os.O_PATH) for p in paths}  # still reachable once tmpfs hide them
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
@@ -223,10 +231,8 @@ def new_root(libc, run_dir: str, fsize_mb: int, visible: list[str]) -> None:
         mount("tmpfs", new + d, "tmpfs", MS_NOSUID | MS_NODEV | (MS_NOEXEC if d == "/dev" else 0), options)
     os.makedirs(new + "/dev/shm")
     mount("tmpfs", new + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, scratch)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
-        os.symlink(target, f"{new}/dev/{name}")
-    for i, name in ((1, "stdout"), (2, "stderr")):
-        os.symlink(f"/proc/self/fd/{i}", f"{new}/dev/{name}")
+    for name, target in (("fd", ""), ("stdin", "/0"), ("stdout", "/1"), ("stderr", "/2")):
+        os.symlink("/proc/self/fd" + target, f"{new}/dev/{name}")
     for d in visible:
         if os.path.islink(d):
             os.makedirs(os.path.dirname(new + d), exist_ok=True)
@@ -238,11 +244,17 @@ def new_root(libc, run_dir: str, fsize_mb: int, visible: list[str]) -> None:
             os.makedirs(new + path, exist_ok=True)
         mount(f"/proc/self/fd/{fd}", new + path, None, MS_BIND | MS_REC)
         os.close(fd)
+    os.makedirs(new + run_dir, exist_ok=True)
+    options = f"size={fsize_mb}m,mode=700,uid={owner},gid={owner}"
+    mount("tmpfs", new + run_dir, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    with open(new + run_dir + "/main.py", "xb") as f:
+        f.write(program)
+    os.chown(new + run_dir + "/main.py", owner, owner)
     with open("/proc/self/mountinfo") as f:  # every mount of a visible directory, submounts too
         points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f]
     for point in points:
         under = [d for d in (*visible, run_dir) if point == new + d or point.startswith(new + d + "/")]
-        if under and max(under, key=len) != run_dir:  # the run directory (maybe inside one) stays writable
+        if under and max(under, key=len) != run_dir:  # the run directory (maybe in one) stays writable
             locked = os.statvfs(point).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)  # must be kept
             mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | locked)
     os.chdir(new)
@@ -251,8 +263,8 @@ def new_root(libc, run_dir: str, fsize_mb: int, visible: list[str]) -> None:
     if libc.umount2(b".", 2) != 0:  # MNT_DETACH: the old root, now stacked under the new one
         fail(f"detach the old root: {os.strerror(ctypes.get_errno())}")
     os.chdir("/")
-    for point in ("/dev", "/"):
-        mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def main() -> None:
