@@ -1,17 +1,17 @@
 """Hostile programs: each is contained, gets a verdict, and leaves the host unchanged.
 
 Host checks after every run: sentinel files outside the sandbox (in /tmp, in this repository and in
-the user's home directory) still exist with their content; no process of the run survives; the toolkit process is alive; an
-environment secret of the parent never appears in the output; a listening socket on the host's
-loopback received no connection.
+the user's home directory) still exist with their content; no process of the run survives; the
+toolkit process is alive; an environment secret of the parent never appears in the output; a
+listening socket on the host's loopback received no connection.
 
 As root the sandbox runs code as a throw-away uid; as any other user it runs as that user's own uid
 (root of a user namespace, no uid of its own exists), so the uid checks apply to root only and the
-run's processes are found by their pid namespace instead. Everything else holds for both: as
-non-root the program holds every capability of its user namespace unless the sandbox drops them, so
-the tests of mounts, capabilities and nested namespaces are the ones that matter most there. To run
-them as a non-root user (as root): copy the checkout into that user's home, chown it, and run pytest
-with `runuser -u USER -- env PYTHONPATH=COPY:SITE_PACKAGES python3 -m pytest tests/verify`.
+run's processes are found by their pid namespace instead. Everything else holds for both. As
+non-root the program would hold every capability of its user namespace if the sandbox did not drop
+them: the tests of the sandbox's root, capabilities, mounts and nested namespaces matter most there.
+Run them as a non-root user too (from root): copy the checkout into that user's home, chown it, and
+`runuser -u USER -- env PYTHONPATH=COPY:SITE_PACKAGES python3 -m pytest tests/verify`.
 """
 
 import json

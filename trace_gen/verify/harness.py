@@ -221,7 +221,8 @@ def new_root(libc, run_dir: str, owner: int, fsize_mb: int, visible: list[str]) 
     new = "/tmp"  # any directory: the new root is a tmpfs mounted over it, the old one detached
     with open(run_dir + "/main.py", "rb") as f:  # for tracebacks
         program = f.read()
-    paths = [d for d in visible if not os.path.islink(d)] + ["/proc"] + [f"/dev/{n}" for n in DEVICES]
+    paths = [d for d in visible if not os.path.islink(d)] + ["/proc"]
+    paths += [f"/dev/{n}" for n in DEVICES if os.path.exists(f"/dev/{n}")]
     sources = {p: os.open(p, os.O_PATH) for p in paths}  # still reachable once tmpfs hide them
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")

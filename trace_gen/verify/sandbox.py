@@ -9,10 +9,10 @@ Model code never runs in the toolkit's own process. Each `run_program` / `run_te
   /bin, /lib...) and the interpreter's prefix, read-only, fresh tmpfs at the run directory's path
   (with a copy of main.py), /tmp, /var/tmp, /dev/shm (each the size of the file-size limit: nothing
   the program writes reaches a disk), /dev/{null,zero,full,random,urandom} and the pid namespace's
-  /proc; the host's root is detached. An allow-list, not hiding: the user's home, the repository, data directories
-  (/data, /scratch, NFS) are not in the tree at all, wherever they are, so there is no mount to
-  remove to uncover them; an interpreter installed in the home (pyenv, conda, uv) brings only its
-  own prefix, read-only;
+  /proc; the host's root is detached. An allow-list, not hiding: the user's home, the repository,
+  data directories (/data, /scratch, NFS) are not in the tree at all, wherever they are, so there
+  is no mount to remove to uncover them; an interpreter installed in the home (pyenv, conda, uv)
+  brings only its own prefix, read-only;
 - the harness sets rlimits (CPU time, address space, file size, process count, open files, no core),
   no_new_privs, drops to a random unprivileged uid (when root, so the process-count limit is per
   run and host files are read-only), then drops every capability: bounding set, ambient, effective,
@@ -26,8 +26,9 @@ Model code never runs in the toolkit's own process. Each `run_program` / `run_te
 - the environment is scrubbed; stdout/stderr go to files capped by the file-size limit and are read
   back up to `output_bytes`; the whole process group is SIGKILLed at the wall-clock limit.
 What remains possible for a hostile program: reading the visible system directories and /proc of
-its own pid namespace; filling its tmpfs (memory, bounded by their sizes); using the kernel's system calls, user namespaces included (no seccomp filter), so a kernel
-bug reachable from an unprivileged process is reachable from the sandbox too.
+its own pid namespace; filling its tmpfs (memory, bounded by their sizes); using the kernel's
+system calls, user namespaces included (no seccomp filter), so a kernel bug reachable from an
+unprivileged process is reachable from the sandbox too.
 Three descriptors connect the harness to this process: the job (JSON, read before any model code
 runs), a pipe holding a fresh random token (read by the harness only after the tests returned) and
 a report file (FLAG / TAMPER / RESULT / PASS lines). `RunResult.tests_passed` is True only when the
