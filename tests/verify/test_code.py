@@ -51,11 +51,19 @@ def test_outputs_match_ignores_only_trailing_whitespace():
     assert not outputs_match("3\n", "3\n4")
 
 
-def test_unisolated_fallback_still_limits_and_says_so_loudly():
+def test_unisolated_fallback_still_limits_and_says_so_loudly(monkeypatch):
     from trace_gen.verify.code import verdict_from_run
     from trace_gen.verify.sandbox import _execute
 
-    python, _ = sandbox_setup()
+    # the interpreter the fallback itself picks: as a throw-away uid without the sandbox's own root, one
+    # installed under /root (pyenv) cannot be reached
+    monkeypatch.setenv("DISTILL_SANDBOX_ISOLATION", "none")
+    sandbox_setup.cache_clear()
+    try:
+        python, mode = sandbox_setup()
+    finally:
+        sandbox_setup.cache_clear()
+    assert mode == "none"
     job = {"mode": "program", "program": "import os\nprint(os.getuid())"}
     result = _execute(job, "", ROOMY, python, "none")
     assert result.isolation == "none" and int(result.stdout) != 0

@@ -1,15 +1,20 @@
 """Hostile programs: each is contained, gets a verdict, and leaves the host unchanged.
 
-Host checks after every run: sentinel files outside the sandbox (in /tmp and in this repository)
-still exist with their content; no process of the run survives; the toolkit process is alive; an
-environment secret of the parent never appears in the output; a listening socket on the host's
-loopback received no connection.
+Host checks after every run: sentinel files outside the sandbox (in /tmp, in this repository and in
+the user's home directory) still exist with their content; no process of the run survives; the
+toolkit process is alive; an environment secret of the parent never appears in the output; a
+listening socket on the host's loopback received no connection.
 
 As root the sandbox runs code as a throw-away uid; as any other user it runs as that user's own uid
 (root of a user namespace, no uid of its own exists), so the uid checks apply to root only and the
-run's processes are found by their pid namespace instead. Everything else holds for both.
+run's processes are found by their pid namespace instead. Everything else holds for both. As
+non-root the program would hold every capability of its user namespace if the sandbox did not drop
+them: the tests of the sandbox's root, capabilities, mounts and nested namespaces matter most there.
+Run them as a non-root user too (from root): copy the checkout into that user's home, chown it, and
+`runuser -u USER -- env PYTHONPATH=COPY:SITE_PACKAGES python3 -m pytest tests/verify`.
 """
 
+import json
 import os
 import socket
 import time
@@ -19,12 +24,28 @@ import pytest
 
 from trace_gen.verify.benchmarks import REPO_ROOT
 from trace_gen.verify.code import verdict_from_run
-from trace_gen.verify.sandbox import Limits, run_program
+from trace_gen.verify.sandbox import Limits, run_program, sandbox_setup
 
 ROOT = os.geteuid() == 0
 SECRET = "distill-test-secret-7f3a9c"
 LIMITS = Limits(timeout_s=3, cpu_s=5)  # for programs that must be stopped (they never end by themselves)
 ROOMY = Limits(timeout_s=60, cpu_s=5)  # for programs that end by themselves: room for a loaded machine
+# what the sandbox's root may hold: system directories, /proc, /dev, scratch (and the interpreter's prefix)
+SANDBOX_ROOT = {
+    "usr",
+    "bin",
+    "sbin",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "etc",
+    "nix",
+    "proc",
+    "dev",
+    "tmp",
+    "var",
+}
 UID_LINE = (
     'import functools, os, sys\nprint = functools.partial(print, flush=True)\nprint("UID", os.getuid())\n'
 )
@@ -34,7 +55,8 @@ UID_LINE = (
 def host(tmp_path, monkeypatch):
     """Sentinels in /tmp and in the repo, a secret in the environment, a listener on loopback."""
     monkeypatch.setenv("DISTILL_SECRET_TOKEN", SECRET)
-    sentinels = [tmp_path / "sentinel.txt", REPO_ROOT / f".sandbox-sentinel-{os.getpid()}"]
+    name = f".sandbox-sentinel-{os.getpid()}"
+    sentinels = [tmp_path / "sentinel.txt", REPO_ROOT / name, Path.home() / name]
     for path in sentinels:
         path.write_text("untouched")
     listener = socket.socket()
@@ -147,25 +169,110 @@ def test_files_outside_the_temp_dir_cannot_be_changed(host):
     assert not Path("/tmp/distill-sbx-escape").exists()
 
 
+def test_the_sandbox_root_holds_no_user_files(host):
+    """The program's root is a fresh tmpfs holding the system's directories and the interpreter's
+    prefix (read-only), its run directory and scratch tmpfs: not the repository, the caller's /tmp
+    or the user's home (except the path down to the interpreter, when it is installed there)."""
+    prefix = Path(os.path.realpath(sandbox_setup()[0])).parents[1]
+    src = (
+        "import json\n"
+        "paths = ['SENTINEL0', 'SENTINEL1', 'SENTINEL2', 'REPO', 'HOME']\n"
+        "print('SEEN', json.dumps({p: sorted(os.listdir(p)) if os.path.isdir(p) else os.path.exists(p)"
+        " for p in ['/', *paths]}))\n"
+    )
+    src = src.replace("REPO", str(REPO_ROOT)).replace("HOME", str(Path.home()))
+    result, verdict = _run(src, host)
+    assert verdict.verdict == "passed", result.stderr
+    seen = json.loads(result.stdout.split("SEEN ", 1)[1])
+    assert set(seen.pop("/")) <= SANDBOX_ROOT | {prefix.parts[1]}, result.stdout
+    home = Path.home()  # absent, or (interpreter installed there) holding only the way down to it
+    toward_prefix = [prefix.relative_to(home).parts[0]] if home in prefix.parents else []
+    assert seen.pop(str(home)) in (False, toward_prefix), result.stdout
+    assert not any(seen.values()), f"host paths visible in the sandbox: {seen}"
+
+
+def test_the_program_holds_no_capabilities(host):
+    """Neither as root nor as the root of its own user namespace (non-root): every set is empty."""
+    src = "print(*[line for line in open('/proc/self/status') if line.startswith('Cap')], sep='')\n"
+    result, verdict = _run(src, host)
+    caps = dict(line.split(":") for line in result.stdout.splitlines() if line.startswith("Cap"))
+    assert verdict.verdict == "passed" and len(caps) == 5, result.stdout + result.stderr
+    assert {k: int(v, 16) for k, v in caps.items()} == dict.fromkeys(caps, 0), caps
+
+
 def test_the_mounts_that_hide_the_host_cannot_be_removed(host):
-    """The fresh /tmp and the read-only tmpfs over the user's directories are the sandbox's own mounts:
-    unmounting them (umount runs; ctypes is blocked) would uncover the host's files behind them."""
+    """The sandbox's own mounts (its root, /tmp, the read-only system directories) stay: unmounting or
+    remounting them (umount and mount run; ctypes is blocked) fails without capabilities, and the
+    host's files are not behind them anyway."""
     src = (
         "import subprocess\n"
-        "lines = open('/proc/self/mountinfo').read().splitlines()\n"
-        "tmpfs = [line.split()[4] for line in lines if line.split(' - ')[1].startswith('tmpfs ')]\n"
-        "for m in reversed(tmpfs):\n"
-        "    gone = subprocess.run(['umount', '-l', m], capture_output=True).returncode == 0\n"
-        "    print('UNMOUNTED' if gone else 'kept', m)\n"
-        "for p in ['SENTINEL0', 'SENTINEL1']:\n"
+        "points = [line.split()[4] for line in open('/proc/self/mountinfo')]\n"
+        "def attempt(*cmd):\n"
+        "    return subprocess.run(cmd, capture_output=True).returncode == 0\n"
+        "for m in reversed(points):\n"
+        "    print('UNMOUNTED' if attempt('umount', '-l', m) else 'kept', m)\n"
+        "for m in ['/usr', '/etc', '/']:\n"
+        "    print('REMOUNTED' if attempt('mount', '-o', 'remount,bind,rw', m) else 'read-only', m)\n"
+        "os.mkdir('/tmp/b')\n"
+        "print('BOUND' if attempt('mount', '--bind', '/', '/tmp/b') else 'no bind')\n"
+        "for p in ['SENTINEL0', 'SENTINEL1', 'SENTINEL2', '/usr/distill-sbx-probe']:\n"
         "    try:\n        open(p, 'a').write('pwned'); print('WROTE', p)\n"
         "    except OSError as e:\n        print('denied', e)\n"
     )
     result, verdict = _run(src, host)
     assert verdict.verdict == "passed", result.stderr
-    assert "kept /tmp" in result.stdout, result.stdout  # the program saw the sandbox's own /tmp
-    assert "UNMOUNTED" not in result.stdout and "WROTE" not in result.stdout, result.stdout
-    assert "spawn:Popen" in verdict.flags
+    assert "kept /tmp" in result.stdout and "read-only /usr" in result.stdout, result.stdout
+    for word in ("UNMOUNTED", "REMOUNTED", "BOUND", "WROTE"):
+        assert word not in result.stdout, result.stdout
+    assert "spawn:Popen" in verdict.flags and not Path("/usr/distill-sbx-probe").exists()
+
+
+# run by a second interpreter the program starts (no audit hook there, so ctypes works): a new user and
+# mount namespace, in which it holds every capability again (without an exec, which would drop them)
+NESTED = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x20000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+    raise SystemExit(f"NO NESTED NAMESPACE: {os.strerror(ctypes.get_errno())}")
+print([line for line in open("/proc/self/status") if line.startswith("CapEff")][0], end="")
+for m in reversed([line.split()[4] for line in open("/proc/self/mountinfo")]):
+    print("UNMOUNTED" if libc.umount2(m.encode(), 2) == 0 else "kept", m)  # MNT_DETACH
+for m in ["/usr", "/etc", "/"]:  # MS_REMOUNT | MS_BIND, without MS_RDONLY
+    print("REMOUNTED" if libc.mount(None, m.encode(), None, 32 | 4096, None) == 0 else "read-only", m)
+os.makedirs("/tmp/b", exist_ok=True)
+print("BOUND" if libc.mount(b"/", b"/tmp/b", None, 4096, None) == 0 else "no bind")  # / without submounts
+for p in ["SENTINEL0", "SENTINEL1", "SENTINEL2", "/usr/distill-sbx-probe", "/tmp/b/usr/distill-sbx-probe"]:
+    try:
+        open(p, "a").write("pwned"); print("WROTE", p)
+    except OSError as e:
+        print("denied", e)
+print("ROOT", *os.listdir("/"))
+"""
+
+
+def test_a_nested_user_namespace_uncovers_nothing(host):
+    """unshare(CLONE_NEWUSER | CLONE_NEWNS) needs no capability and gives them all back, in a new user
+    and mount namespace. The mounts inherited there are locked by the kernel: they cannot be unmounted,
+    remounted writable, or bound without what is mounted on them; and the host's files are still not
+    in the tree."""
+    python = os.path.realpath(sandbox_setup()[0])
+    src = (
+        "import subprocess\n"
+        f"out = subprocess.run([{python!r}, '-c', {NESTED!r}], capture_output=True, text=True)\n"
+        "print(out.stdout, 'STDERR', out.stderr, 'RC', out.returncode)\n"
+    )
+    result, verdict = _run(src, host)
+    assert verdict.verdict == "passed", result.stderr
+    if "NO NESTED NAMESPACE" in result.stdout:
+        pytest.skip(f"the sandbox cannot create a nested user namespace here: {result.stdout}")
+    assert int(result.stdout.split("CapEff:")[1].split()[0], 16) != 0, result.stdout  # all caps, in there
+    assert "kept /tmp" in result.stdout and "read-only /usr" in result.stdout, result.stdout
+    for word in ("UNMOUNTED", "REMOUNTED", "BOUND", "WROTE"):
+        assert word not in result.stdout, result.stdout
+    prefix = Path(python).parents[1]
+    root = result.stdout.split("ROOT ")[1].splitlines()[0].split()
+    assert set(root) <= SANDBOX_ROOT | {prefix.parts[1]}, result.stdout
+    assert not Path("/usr/distill-sbx-probe").exists()
 
 
 def test_sockets_cannot_reach_the_host_or_the_network(host):

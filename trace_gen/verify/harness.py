@@ -2,14 +2,19 @@
 
 `trace_gen.verify.sandbox` passes this file's source to `python -I -c` (compiled under the name
 "<distill-harness>"); it is never imported. argv: run_dir uid cpu_s as_mb fsize_mb nproc mode
-job_fd token_fd report_fd hide... It imports nothing from the toolkit.
+job_fd token_fd report_fd visible... It imports nothing from the toolkit.
 
-1. As the namespace's root: fresh tmpfs on /tmp, /var/tmp, /dev/shm, empty read-only tmpfs over the
-   hidden directories; fork. The parent (the namespace's init) closes the harness's descriptors,
-   waits, and exits with the child's status (128 + signal number when a signal killed it).
+1. As the namespaces' root (mode "namespaces"): pivot into a new root (`new_root`) that holds the
+   `visible` directories read-only, the run directory, fresh tmpfs scratch, a minimal /dev and this
+   pid namespace's /proc; fork. The parent (the namespace's init, undumpable so the child cannot
+   trace it) closes the harness's descriptors, waits, and exits with the child's status (128 +
+   signal number when a signal killed it).
 2. The child sets rlimits (CPU, address space, file size, processes, open files, no core),
-   no_new_privs, drops to the run's uid, reads its job (JSON) from job_fd, installs an audit hook
-   (PEP 578: Python code cannot remove it) and runs the job:
+   no_new_privs, empties the capability bounding set, drops to the run's uid (as root), drops every
+   remaining capability (effective, permitted, inheritable, ambient: as non-root it is root of its
+   user namespace and would otherwise hold them all there) and checks /proc/self/status says so,
+   reads its job (JSON) from job_fd, installs an audit hook (PEP 578: Python code cannot remove it)
+   and runs the job:
    - "program": the model's program as __main__ (stdin/stdout tests: the caller compares output);
    - "humaneval": prompt + completion, then the test code ("<distill-tests>"), then
      `check(entry_point)`. Only when `check` returns does the harness read the run's token from
@@ -96,6 +101,10 @@ FRAME_ATTRS = {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}
 RIGGABLE = ("__eq__", "__ne__", "__bool__", "__len__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__")
 RIGGABLE += ("__contains__", "__float__", "__int__", "__index__")
 PLAIN_TYPES = (int, float, complex, bool, str, bytes, type(None))
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
+MS_PRIVATE = 1 << 18
+PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}  # no libc wrapper
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 class Quiet:
@@ -122,32 +131,28 @@ def fail(msg: str) -> None:
 
 
 def set_up(argv: list[str]) -> tuple[str, dict, int, int]:
-    """Mounts, fork (the parent waits and never returns), limits, uid drop; (run_dir, job, token, report)."""
+    """New root, fork (the parent waits and never returns), limits, uid and capability drop;
+    (run_dir, job, token, report)."""
     import ctypes
     import json
     import random
     import resource
 
-    run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, mode, job_fd, token_fd, report_fd, *hide = argv
+    run_dir, uid, cpu_s, as_mb, fsize_mb, nproc, mode, job_fd, token_fd, report_fd, *visible = argv
     uid, cpu_s, as_mb, fsize_mb, nproc = int(uid), int(cpu_s), int(as_mb), int(fsize_mb), int(nproc)
     fds = [int(job_fd), int(token_fd), int(report_fd)]
     try:
-        os.chdir(run_dir)
         libc = ctypes.CDLL(None, use_errno=True)
         if mode == "namespaces":
-            for d in ("/tmp", "/var/tmp", "/dev/shm"):
-                options = f"size={fsize_mb}m,mode=1777".encode()
-                if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", 0, options):
-                    fail(f"mount {d}: errno {ctypes.get_errno()}")
-            for d in hide:  # MS_RDONLY
-                if os.path.isdir(d) and libc.mount(b"tmpfs", d.encode(), b"tmpfs", 1, b"size=1m,mode=755"):
-                    fail(f"mount {d}: errno {ctypes.get_errno()}")
+            new_root(libc, run_dir, max(uid, 0), fsize_mb, visible)
+        os.chdir(run_dir)
         pid = os.fork()
     except Exception as e:
         fail(repr(e))
     if pid:
         for fd in fds:
             os.close(fd)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the child cannot ptrace this root process
         _, status = os.waitpid(pid, 0)
         os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
     try:
@@ -162,12 +167,25 @@ def set_up(argv: list[str]) -> tuple[str, dict, int, int]:
             resource.setrlimit(res, (val, val + 1 if res == resource.RLIMIT_CPU else val))
         if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
             fail("prctl no_new_privs")
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last_cap = int(f.read())
+        for cap in range(last_cap + 1):  # the bounding set (needs CAP_SETPCAP: checked below)
+            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+        libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
         if uid >= 0:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
             if 0 in os.getresuid() or 0 in os.getresgid():
                 fail("could not drop root")
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+        if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:  # effective, permitted, inheritable: none
+            fail(f"capset: {os.strerror(ctypes.get_errno())}")
+        with open("/proc/self/status") as f:
+            caps = dict(line.split(":") for line in f if line.startswith("Cap"))
+        kept = [k for k, v in caps.items() if int(v, 16) and (k != "CapBnd" or mode == "namespaces")]
+        if kept:
+            fail(f"capabilities left after dropping them all: {kept}")
         with os.fdopen(fds[0], "rb") as f:
             job = json.loads(f.read())
         moved = []
@@ -179,6 +197,75 @@ def set_up(argv: list[str]) -> tuple[str, dict, int, int]:
     except Exception as e:
         fail(repr(e))
     return run_dir, job, moved[0], moved[1]
+
+
+def new_root(libc, run_dir: str, owner: int, fsize_mb: int, visible: list[str]) -> None:
+    """As the namespaces' root: pivot into a fresh tmpfs that holds only `visible` (bound read-only;
+    a symlink such as /bin -> usr/bin is copied as a symlink), a tmpfs at `run_dir` owned by `owner`
+    holding a copy of its main.py, fresh tmpfs on /tmp, /var/tmp, /dev/shm, a /dev of null, zero,
+    full, random, urandom, and this pid namespace's /proc. The old root is detached: no mount of the
+    host is left to uncover, and nothing the program writes reaches a disk (each tmpfs holds
+    `fsize_mb`)."""
+    import ctypes
+    import platform
+    import re
+
+    def mount(source, target: str, fstype, flags: int, data=None) -> None:
+        args = [None if a is None else a.encode() for a in (source, target, fstype, data)]
+        if libc.mount(args[0], args[1], args[2], ctypes.c_ulong(flags), args[3]) != 0:
+            fail(f"mount {source} on {target}: {os.strerror(ctypes.get_errno())}")
+
+    pivot_root = PIVOT_ROOT.get(platform.machine())
+    if pivot_root is None:
+        fail(f"no pivot_root syscall number for {platform.machine()}")
+    new = "/tmp"  # any directory: the new root is a tmpfs mounted over it, the old one detached
+    with open(run_dir + "/main.py", "rb") as f:  # for tracebacks
+        program = f.read()
+    paths = [d for d in visible if not os.path.islink(d)] + ["/proc"]
+    paths += [f"/dev/{n}" for n in DEVICES if os.path.exists(f"/dev/{n}")]
+    sources = {p: os.open(p, os.O_PATH) for p in paths}  # still reachable once tmpfs hide them
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    scratch = f"size={fsize_mb}m,mode=1777"
+    for d, options in (("/tmp", scratch), ("/var/tmp", scratch), ("/dev", "size=1m,mode=755")):
+        os.makedirs(new + d)
+        mount("tmpfs", new + d, "tmpfs", MS_NOSUID | MS_NODEV | (MS_NOEXEC if d == "/dev" else 0), options)
+    os.makedirs(new + "/dev/shm")
+    mount("tmpfs", new + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, scratch)
+    for name, target in (("fd", ""), ("stdin", "/0"), ("stdout", "/1"), ("stderr", "/2")):
+        os.symlink("/proc/self/fd" + target, f"{new}/dev/{name}")
+    for d in visible:
+        if os.path.islink(d):
+            os.makedirs(os.path.dirname(new + d), exist_ok=True)
+            os.symlink(os.readlink(d), new + d)
+    for path, fd in sources.items():
+        if path.startswith("/dev/"):
+            open(new + path, "x").close()
+        else:
+            os.makedirs(new + path, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", new + path, None, MS_BIND | MS_REC)
+        os.close(fd)
+    os.makedirs(new + run_dir, exist_ok=True)
+    options = f"size={fsize_mb}m,mode=700,uid={owner},gid={owner}"
+    mount("tmpfs", new + run_dir, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    with open(new + run_dir + "/main.py", "xb") as f:
+        f.write(program)
+    os.chown(new + run_dir + "/main.py", owner, owner)
+    with open("/proc/self/mountinfo") as f:  # every mount of a visible directory, submounts too
+        points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[4]) for line in f]
+    for point in points:
+        under = [d for d in (*visible, run_dir) if point == new + d or point.startswith(new + d + "/")]
+        if under and max(under, key=len) != run_dir:  # the run directory (maybe in one) stays writable
+            locked = os.statvfs(point).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)  # must be kept
+            mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | locked)
+    os.chdir(new)
+    if libc.syscall(pivot_root, b".", b".") != 0:
+        fail(f"pivot_root: {os.strerror(ctypes.get_errno())}")
+    if libc.umount2(b".", 2) != 0:  # MNT_DETACH: the old root, now stacked under the new one
+        fail(f"detach the old root: {os.strerror(ctypes.get_errno())}")
+    os.chdir("/")
+    mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def main() -> None:

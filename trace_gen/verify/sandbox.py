@@ -4,15 +4,31 @@ Model code never runs in the toolkit's own process. Each `run_program` / `run_te
 - writes the program to a fresh temp dir (its cwd, owned by a throw-away uid when we are root);
 - starts `trace_gen/verify/harness.py` under `unshare --pid --fork --kill-child --net --mount
   --mount-proc` (user namespace added when not root): no network (only a downed loopback), its own
-  pid namespace (killing its init kills everything it spawned, setsid or not) and a private mount
-  table in which /tmp, /var/tmp, /dev/shm are fresh tmpfs and the user's directories (home, the
-  workspace holding this repository, the caller's cwd) are hidden behind empty read-only tmpfs;
+  pid namespace (killing its init kills everything it spawned, setsid or not) and its own mounts;
+- the harness pivots into a new root, a tmpfs holding only the system's directories (/usr, /etc,
+  /bin, /lib...) and the interpreter's prefix, read-only, fresh tmpfs at the run directory's path
+  (with a copy of main.py), /tmp, /var/tmp, /dev/shm (each the size of the file-size limit: nothing
+  the program writes reaches a disk), /dev/{null,zero,full,random,urandom} and the pid namespace's
+  /proc; the host's root is detached. An allow-list, not hiding: the user's home, the repository,
+  data directories (/data, /scratch, NFS) are not in the tree at all, wherever they are, so there
+  is no mount to remove to uncover them; an interpreter installed in the home (pyenv, conda, uv)
+  brings only its own prefix, read-only;
 - the harness sets rlimits (CPU time, address space, file size, process count, open files, no core),
   no_new_privs, drops to a random unprivileged uid (when root, so the process-count limit is per
-  run and host files are read-only), installs an audit hook, and runs the job (its docstring has
-  the threat model of in-process tests);
+  run and host files are read-only), then drops every capability: bounding set, ambient, effective,
+  permitted, inheritable (as non-root it is root of its user namespace: with them it could unmount
+  and remount its own mounts; without them it cannot). A program may still create a nested user
+  namespace, where it holds every capability again: the kernel locks the mounts it inherits there
+  (no unmount, no writable remount, no bind of a mount without what is mounted on it), and the
+  host's files are not in that tree either (tests/verify/test_sandbox_hostile.py tries all of it);
+- the harness installs an audit hook and runs the job (its docstring has the threat model of
+  in-process tests);
 - the environment is scrubbed; stdout/stderr go to files capped by the file-size limit and are read
   back up to `output_bytes`; the whole process group is SIGKILLed at the wall-clock limit.
+What remains possible for a hostile program: reading the visible system directories and /proc of
+its own pid namespace; filling its tmpfs (memory, bounded by their sizes); using the kernel's
+system calls, user namespaces included (no seccomp filter), so a kernel bug reachable from an
+unprivileged process is reachable from the sandbox too.
 Three descriptors connect the harness to this process: the job (JSON, read before any model code
 runs), a pipe holding a fresh random token (read by the harness only after the tests returned) and
 a report file (FLAG / TAMPER / RESULT / PASS lines). `RunResult.tests_passed` is True only when the
@@ -47,6 +63,7 @@ log = logging.getLogger(__name__)
 
 SETUP_FAILED_EXIT = 97  # the harness's exit code when the sandbox itself could not be set up
 _UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--net", "--mount", "--mount-proc"]
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/nix")
 _SCRUBBED_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 _HARNESS = (Path(__file__).resolve().parent / "harness.py").read_text(encoding="utf-8")
 # the harness runs with a private copy of the builtins, so rebinding builtins.X cannot reach its code
@@ -100,24 +117,14 @@ def _sandbox_uid() -> int:
     return random.randrange(1_000_000, 2_000_000_000) if os.geteuid() == 0 else -1
 
 
-def _hidden_dirs(python: str) -> list[str]:
-    """User directories to hide in the sandbox, minus any that hold the sandbox's interpreter."""
-    from trace_gen.verify.benchmarks import REPO_ROOT
-
-    candidates = {"/home", "/root", "/mnt", "/srv", "/media", str(Path.home()), os.getcwd()}
-    candidates.add(str(REPO_ROOT.parent))
-    real = Path(os.path.realpath(python))
-    keep = [str(real), str(real.parents[1])]  # the interpreter and its prefix (stdlib)
-    # /tmp, /var/tmp, /dev/shm get fresh private tmpfs anyway; hiding one of them (a checkout under
-    # /tmp makes /tmp the workspace) would mount a read-only tmpfs over the sandbox's scratch space.
-    scratch = {"/tmp", "/var/tmp", "/dev/shm"}
-    return sorted(
-        d
-        for d in candidates
-        if d != "/"
-        and d not in scratch
-        and not any(k == d or k.startswith(d.rstrip("/") + "/") for k in keep)
-    )
+def _visible_dirs(python: str) -> list[str]:
+    """What the sandbox's root shows, read-only: the system's programs, libraries and /etc, and the
+    interpreter's prefix wherever it is (pyenv, conda and uv install it under the user's home)."""
+    dirs = [d for d in _SYSTEM_DIRS if os.path.lexists(d)]
+    prefix = Path(os.path.realpath(python)).parents[1]  # realpath: no symlinked system dir in it
+    if prefix != Path("/") and not any(Path(d) == prefix or Path(d) in prefix.parents for d in dirs):
+        dirs.append(str(prefix))
+    return dirs
 
 
 def _command(
@@ -127,7 +134,7 @@ def _command(
     argv = [python, "-I", "-c", _BOOT, run_dir, str(uid), str(limits.cpu_s), str(limits.memory_mb)]
     argv += [str(size_mb), str(limits.nproc), mode, *map(str, fds)]
     if mode == "namespaces":
-        argv += _hidden_dirs(python)
+        argv += _visible_dirs(python)
         prefix = _UNSHARE if os.geteuid() == 0 else [*_UNSHARE, "--map-root-user"]
         return [*prefix, "--", *argv]
     return argv
