@@ -217,7 +217,7 @@ def test_eval_harness_scores_the_merged_student_on_math500(student_run, tmp_path
 
     merged = student_run[0] / "merged"
     argv = ["--model", str(merged), "--benchmarks", "math500", "--limit", "2", "--max-new-tokens", "16",
-            "--backend", "hf", "--device", "cpu", "--output-dir", str(tmp_path)]  # fmt: skip
+            "--samples-per-prompt", "1", "--backend", "hf", "--device", "cpu", "--output-dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["model"] == str(merged) and summary["limit"] == 2
