@@ -66,6 +66,8 @@ def test_ci_run_ends_with_one_line_and_fails_when_pytest_collects_nothing(tmp_pa
     assert rc == 1 and last.startswith("CI FAILED at test: pytest collected no tests (exit code 5)"), last
     rc, last = _ci_run(tmp_path / "b", "false", f"{pytest_cmd} tests")
     # under an outer make (CI's own `make test`) make names itself make[1], make[2], ...
-    assert rc == 1 and re.match(r"CI FAILED at lint: make(\[\d+\])?: \*\*\* \[Makefile:2: lint\] Error 1", last), last
+    assert rc == 1 and re.match(
+        r"CI FAILED at lint: make(\[\d+\])?: \*\*\* \[Makefile:2: lint\] Error 1", last
+    ), last
     rc, last = _ci_run(tmp_path / "c", "true", f"{pytest_cmd} tests")
     assert rc == 0 and last.startswith("CI PASSED: lint, test in "), last
