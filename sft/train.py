@@ -13,13 +13,13 @@ import logging
 import shutil
 from pathlib import Path
 
-import pyarrow.compute as pc
 import torch
 from peft import PeftModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from sft.checks import check_kd_pair, check_model_dir, check_settings, check_topk_ids
 from sft.config import DistillArguments
 from sft.data import load_traces
 from sft.errors import UsageError
@@ -44,14 +44,6 @@ def _as_given(path: str) -> str:
     return str(Path(path).resolve()) if Path(path).exists() else path
 
 
-def _check_model_dir(path: str | None, flag: str) -> str:
-    if path is None:
-        raise UsageError(f"no model given: pass {flag} PATH_OR_HUB_ID")
-    if Path(path).exists() and not (Path(path) / "config.json").is_file():
-        raise UsageError(f"{path} exists but has no config.json: point {flag} at a model directory")
-    return path
-
-
 def _dtype(name: str | None):
     return name if name in (None, "auto") else getattr(torch, name)
 
@@ -64,7 +56,7 @@ def _device_map(quantized: bool, training_args: SFTConfig):
 
 
 def load_student(model_args: ModelConfig, training_args: SFTConfig):
-    path = _as_given(_check_model_dir(model_args.model_name_or_path, "--model_name_or_path"))
+    path = _as_given(check_model_dir(model_args.model_name_or_path, "--model_name_or_path"))
     quantization_config = get_quantization_config(model_args)
     model = AutoModelForCausalLM.from_pretrained(
         path,
@@ -79,7 +71,7 @@ def load_student(model_args: ModelConfig, training_args: SFTConfig):
 
 
 def load_tokenizer(model_args: ModelConfig, training_args: SFTConfig):
-    path = _check_model_dir(model_args.model_name_or_path, "--model_name_or_path")
+    path = check_model_dir(model_args.model_name_or_path, "--model_name_or_path")
     return AutoTokenizer.from_pretrained(
         path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
     )
@@ -87,7 +79,7 @@ def load_tokenizer(model_args: ModelConfig, training_args: SFTConfig):
 
 def load_teacher(args: DistillArguments, training_args: SFTConfig):
     """The frozen online teacher: `teacher_dtype`, or nf4 4-bit with bitsandbytes."""
-    path = _check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
+    path = check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
     dtype = getattr(torch, args.teacher_dtype)
     quantization_config = None
     if args.teacher_load_in_4bit:
@@ -104,59 +96,6 @@ def load_teacher(args: DistillArguments, training_args: SFTConfig):
         device_map=_device_map(args.teacher_load_in_4bit, training_args),
         trust_remote_code=training_args.trust_remote_code,
     )
-
-
-def check_settings(args: DistillArguments, training_args: SFTConfig) -> None:
-    """Combinations SFTTrainer would refuse only after the model has loaded."""
-    if args.kd_source == "offline" and training_args.packing:
-        raise UsageError(
-            "kd_source=offline cannot pack sequences (the teacher's top-k follow each row): use --packing false "
-            "(with --padding_free true for padding-free batches)"
-        )
-    # offline KD rows are truncated while the top-k are aligned, so padding-free batches need no max_length there
-    unbounded = (
-        training_args.padding_free and not training_args.packing and training_args.max_length is not None
-    )
-    if unbounded and args.kd_source != "offline":
-        raise UsageError(
-            "padding_free without packing does not truncate to max_length (SFTTrainer refuses it): add "
-            "--packing true (best-fit packing, padding-free), or set --max_length null"
-        )
-
-
-def check_kd_pair(student_config, teacher_config, student_tokenizer, teacher_tokenizer) -> None:
-    """Token-level KD compares the two distributions id by id: every token of the smaller tokenizer must have
-    the same id in the larger one (Qwen2.5 and Qwen3 qualify; R1-Distill-Qwen does not), and both models the
-    same number of embedding rows."""
-    s_rows = student_config.get_text_config().vocab_size
-    t_rows = teacher_config.get_text_config().vocab_size
-    small, large = sorted((student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()), key=len)
-    if any(large.get(token) != i for token, i in small.items()):
-        raise UsageError(
-            f"student and teacher tokenizers differ (student {len(student_tokenizer):,} tokens, {s_rows:,} "
-            f"embedding rows; teacher {len(teacher_tokenizer):,} tokens, {t_rows:,} rows): token-level KD needs "
-            "one tokenizer; train on the teacher's traces with --kd_source none, or use a teacher of the student's family"
-        )
-    if s_rows != t_rows:
-        raise UsageError(
-            f"student and teacher share a tokenizer but not the embedding size (student {s_rows:,} rows, teacher "
-            f"{t_rows:,}): online KD compares whole rows; use --kd_source offline with the teacher's top-k traces "
-            f"(token ids fit both), or a teacher with {s_rows:,} rows"
-        )
-
-
-def check_topk_ids(dataset, student_config) -> None:
-    """The teacher's stored top-k ids index the student's logits: they must be below its embedding rows (a
-    152,064-row teacher's top-k from a trained model lie in the 151,665 shared tokens; padding rows may not)."""
-    if "topk_ids" not in dataset.column_names:
-        return  # prepare_offline_kd names the missing columns
-    rows = student_config.get_text_config().vocab_size
-    top = pc.max(pc.list_flatten(dataset.data.column("topk_ids"))).as_py()
-    if top is not None and top >= rows:
-        raise UsageError(
-            f"the traces' teacher top-k hold token id {top:,} but the student has {rows:,} embedding rows: "
-            "regenerate them with a teacher of the student's vocabulary, or use --kd_source none"
-        )
 
 
 def run_lint(args, training_args, tokenizer, stock_template, dataset) -> LintReport:

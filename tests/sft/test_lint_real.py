@@ -18,10 +18,10 @@ from datasets import Dataset
 from tokenizers import AddedToken
 from transformers import AutoTokenizer
 
+from sft.checks import check_kd_pair
 from sft.config import REPO_ROOT
 from sft.lint import NO_REASONING_FIX, OPEN_TAG_FIX, lint
 from sft.templates import SYNTHETIC_PROMPTS, TRL_DIR, apply_trainer_settings, same_prompts, shipped_templates
-from sft.train import check_kd_pair
 from tests.real_models import real_template, real_tokenizer_dir
 
 REASONING = "I add 2 and 2 to get 4."
