@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = ["--backend", "hf", "--device", "cpu"]
     stage(
         "trace_gen: sample and verify teacher traces",
-        [py, "-m", "trace_gen", "--out", str(traces), "--n", str(args.n), *sampling, *cpu],
+        [py, "-m", "trace_gen", "--output-dir", str(traces), "--n", str(args.n), *sampling, *cpu],
         timings,
     )
     training = {"sft: LoRA student on verified traces": sft_cmd(py, traces, out / "student", args.max_steps)}
