@@ -45,8 +45,8 @@ class AttentionCapture:
     `position_embeddings` (cos, sin) and `attention_mask` kwargs and recompute q = q_norm(q_proj(h)),
     k likewise, the family's RoPE, k repeated for GQA, then softmax in fp32 over the keys with the
     causal/padding mask (None: plain causal; (B, T): causal + key padding; 4-D bool: True = attend;
-    4-D float: additive). Rows of padded
-    queries are not meaningful (compare valid query positions only). `.probs` is cleared when the
+    4-D float: additive). Rows of padded queries are not meaningful (compare valid query positions
+    only); masked keys get probability 0, so maps of left- and right-padded rows agree. `.probs` is cleared when the
     decoder starts a forward; a gradient-checkpointing recompute (non-reentrant, transformers' default)
     recomputes the layer's probabilities too but keeps the forward's tensor, and gradients reach q/k
     as without checkpointing. With `use_reentrant=True` the forward runs without grad: no gradient
