@@ -4,15 +4,17 @@
 
 with the other model's distribution detached (a constant teacher), so one backward of `loss_s + loss_p`
 gives each model exactly its own gradient (the logged `loss` is that sum; `ce`/`kd` and `peer_ce`/`peer_kd`
-are each model's terms). Both go through `sft.chunked_kd.chunked_ce_and_kd_loss` (beta 0 = forward KL, the teacher being the other model's final hidden states + lm_head weight), so no
-[T, V] logits are built. One optimizer holds both models' trainable parameters (a second pair of param
-groups); the peer's gradients are clipped on their own and zeroed after each step.
+are each model's terms). Both go through `sft.chunked_kd.chunked_ce_and_kd_loss` (beta 0 = forward KL,
+the teacher being the other model's final hidden states + lm_head weight), so no [T, V] logits are built.
+One optimizer holds both models' trainable parameters (two more param groups); the peer's gradients are
+clipped on their own and zeroed after each step.
 
 The peer: `--mutual_peer PATH` (any model of the student's vocabulary) or `--mutual_peer true` (a copy of
 the student's initial weights). With LoRA (`use_peft`) the peer gets its own adapter, same LoRA config,
-its own random A (both adapters start as no-ops, B = 0, and part after the first step); with full fine-tuning the peer is trained in full. An identical full-FT copy would
-receive identical gradients and never differ, so `true` with full fine-tuning is refused. Saved: the
-student as usual, the peer (merged when it carries an adapter) with the tokenizer in `<output_dir>/peer`.
+its own random A (both adapters start as no-ops, B = 0, and part after the first step); with full
+fine-tuning the peer is trained in full. An identical full-FT copy would receive identical gradients and
+never differ, so `true` with full fine-tuning is refused. Saved: the student as usual, the peer (merged
+when it carries an adapter) with the tokenizer in `<output_dir>/peer`.
 Limits: one process (no DDP/FSDP), no quantized student, checkpoints hold the student only (no resume).
 
 Usage:
