@@ -269,6 +269,10 @@ def test_teacher_weights_from_the_cli(toy, tmp_path, two_teachers, capsys):
         (["--trace_teacher_weights", "A=0,B=0"], "at least one teacher needs a weight > 0"),
         (["--trace_teacher_weights", "A=1"], "needs a `teacher` column"),
         (["--mutual_peer", "true", "--use_peft", "false"], "identical gradients forever"),
+        (
+            ["--kd_source", "online", "--kd_self", "ema", "--resume_from_checkpoint", "x"],
+            "EMA teacher is not checkpointed",
+        ),
     ],
 )
 def test_bad_input_is_one_line(toy, tmp_path, capsys, extra, says):
