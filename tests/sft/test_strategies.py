@@ -171,7 +171,9 @@ def test_born_again_generation_two(toy, tmp_path, capsys):
 
 def test_mutual_lora_peer_copy(toy, tmp_path):
     out = tmp_path / "dml"
-    summary = run(toy, out, "--mutual_peer", "true", "--mutual_weight", "1.0")
+    summary = run(
+        toy, out, "--mutual_peer", "true", "--mutual_weight", "1.0", "--gradient_checkpointing", "true"
+    )
     logs = logged(out)
     assert all(
         torch.isfinite(torch.tensor([h[k] for k in ("loss", "ce", "kd", "peer_ce", "peer_kd")])).all()
@@ -196,7 +198,8 @@ def test_mutual_lora_peer_copy(toy, tmp_path):
 
 def test_mutual_full_ft_with_a_peer_path(toy, tmp_path):
     out = tmp_path / "dml-full"
-    run(toy, out, "--use_peft", "false", "--mutual_peer", str(toy.teacher), "--mutual_weight", "0.5")
+    run(toy, out, "--use_peft", "false", "--mutual_peer", str(toy.teacher), "--mutual_weight", "0.5",
+        "--gradient_checkpointing", "true")  # fmt: skip
     assert changed(
         load_file(str(toy.student / "model.safetensors")), load_file(str(out / "model.safetensors"))
     )
