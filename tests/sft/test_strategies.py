@@ -239,6 +239,8 @@ def test_teacher_weights_give_the_proportions(two_teachers):
         UsageError, match=r"unknown teacher\(s\) \['C'\]; teachers in the traces: org/A, runs/B"
     ):
         load_traces(two_teachers, ["all"], teacher_weights={"org/A": 1, "runs/B": 1, "C": 1})
+    with pytest.raises(UsageError, match=r"no weight for teacher\(s\) \['runs/B'\]"):
+        load_traces(two_teachers, ["all"], teacher_weights={"org/A": 1})
 
 
 def test_teacher_weights_from_the_cli(toy, tmp_path, two_teachers, capsys):
