@@ -11,12 +11,32 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "sft" / "toy_student.yaml"
 
 
+def parse_teacher_weights(text: str) -> dict[str, float]:
+    """`"A=1,B=0.5"` -> {"A": 1.0, "B": 0.5}; raises ValueError (one line) on a bad entry or weights."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not name.strip() or not weight >= 0:  # also NaN
+            raise ValueError(
+                f"trace_teacher_weights entry {item!r}: write TEACHER=WEIGHT with a weight >= 0, e.g. 'A=1,B=0.5'"
+            )
+        weights[name.strip()] = weight
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError(f"trace_teacher_weights {text!r}: at least one teacher needs a weight > 0")
+    return weights
+
+
 @dataclass
 class DistillArguments:
     traces: str = field(
         default="runs/demo/traces",
         metadata={
-            "help": "Traces directory written by `python -m trace_gen` (Parquet parts), or a Parquet/JSONL file."
+            "help": "Traces directory written by `python -m trace_gen` (Parquet parts), or a Parquet/JSONL file; "
+            "several separated by commas (e.g. one trace_gen run per teacher)."
         },
     )
     keep_verdicts: list[str] = field(
@@ -106,12 +126,72 @@ class DistillArguments:
         },
     )
 
+    # --- training strategies (sft/self_distill.py, sft/mutual_trainer.py, sft/data.py) --------------------
+    kd_self: str = field(
+        default="none",
+        metadata={
+            "help": "Self-distillation teacher for --kd_source online: `ema` = a frozen copy of the student whose "
+            "weights follow an EMA of the student's (merged LoRA weights for LoRA) after every optimizer step; "
+            "`none` = the model at --teacher_model_name_or_path.",
+            "choices": ["none", "ema"],
+        },
+    )
+    kd_ema_decay: float = field(
+        default=0.99,
+        metadata={
+            "help": "EMA teacher: t = decay * t + (1 - decay) * student after each step. 0.99 averages over ~100 "
+            "steps (half-life 69), sized for runs of a few hundred steps; 0.999 suits thousands."
+        },
+    )
+    mutual_peer: str | None = field(
+        default=None,
+        metadata={
+            "help": "Deep mutual learning: train a peer beside the student, each distilled toward the other "
+            "(`true` = a copy of the student's init, with its own LoRA adapter; or a model PATH). Saved to "
+            "<output_dir>/peer. Needs --kd_source none."
+        },
+    )
+    mutual_weight: float = field(
+        default=1.0,
+        metadata={"help": "Mutual learning: loss = ce + mutual_weight * KL(other || self), per model."},
+    )
+    trace_teacher_weights: str | None = field(
+        default=None,
+        metadata={
+            "help": "Sample the trace rows by their `teacher` column, e.g. 'A=1,B=0.5' (shares of the kept rows, "
+            "none repeated; 0 drops a teacher; name every teacher present). Several runs: --traces DIR_A,DIR_B."
+        },
+    )
+
+    def _check_strategies(self):
+        if self.kd_self == "ema" and self.kd_source != "online":
+            raise ValueError(
+                "--kd_self ema is an online teacher: add --kd_source online (and --kd_alpha > 0)"
+            )
+        if self.kd_self == "ema" and (self.teacher_model_name_or_path or self.teacher_load_in_4bit):
+            raise ValueError(
+                "--kd_self ema builds its teacher from the student: drop --teacher_model_name_or_path / "
+                "--teacher_load_in_4bit (or use --kd_self none for a fixed or born-again teacher)"
+            )
+        if not 0.0 < self.kd_ema_decay < 1.0:
+            raise ValueError(f"kd_ema_decay must be in (0, 1), got {self.kd_ema_decay}")
+        if self.mutual_peer is not None and self.kd_source != "none":
+            raise ValueError(
+                f"--mutual_peer distils the two models toward each other; kd_source={self.kd_source} would add "
+                "another teacher: use --kd_source none"
+            )
+        if self.mutual_weight < 0:
+            raise ValueError(f"mutual_weight must be >= 0, got {self.mutual_weight}")
+        if self.trace_teacher_weights is not None:
+            parse_teacher_weights(self.trace_teacher_weights)
+
     def __post_init__(self):
+        self._check_strategies()
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_source == "none" and self.kd_alpha > 0:
             raise ValueError("kd_alpha > 0 needs a teacher: set --kd_source offline or online")
-        if self.kd_source == "online" and not self.teacher_model_name_or_path:
+        if self.kd_source == "online" and not self.teacher_model_name_or_path and self.kd_self == "none":
             raise ValueError("kd_source=online needs --teacher_model_name_or_path")
         if self.kd_source != "online" and (self.teacher_model_name_or_path or self.teacher_load_in_4bit):
             raise ValueError(
