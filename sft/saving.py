@@ -16,7 +16,7 @@ eval_harness.checks refuses it, and a rerun never resumes from it.
 Test points (trace_gen/testpoints.py, `DISTILL_CRASH_AT=NAME[:K]`): `sft:checkpoint_unmarked` (checkpoint-N
 written, not yet marked), `sft:checkpoint` (checkpoint-N marked), `sft:save_model` (the final adapter or model
 is in `<output_dir>`, its tokenizer and marker are not), `sft:merge` (the merged weights are in
-`merged.partial`, its tokenizer and marker are not).
+`merged.partial`, its tokenizer and marker are not), `sft:merged-4bit` (the same in the 4-bit export).
 """
 
 import json

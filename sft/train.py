@@ -232,6 +232,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         "final_model": str(final),
         "train_loss": trainer.state.log_history[-1].get("train_loss"),
         "global_step": trainer.state.global_step,
+        "resumed_from": str(rerun.resume) if rerun.resume else None,
         "world_size": trainer.accelerator.num_processes,  # processes that really trained together
         "kd_source": args.kd_source,
         "kd_alpha": args.kd_alpha,
