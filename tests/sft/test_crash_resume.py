@@ -139,3 +139,14 @@ def test_resume_true_without_a_complete_checkpoint_is_one_line(toy, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no complete checkpoint" in err[0], err
     assert not out.exists()
+
+
+def test_full_fine_tune_marks_the_model_and_checkpoints(toy, tmp_path):
+    """Without LoRA `<output_dir>` is the model itself: eval_harness needs its marker there too."""
+    out = tmp_path / "full"
+    assert main(argv(toy, out, "--use_peft", "false", "--max_steps", "2")) == 0
+    assert json.loads((out / "COMPLETE").read_text()) == {"what": "model", "step": 2}
+    assert json.loads((out / "checkpoint-2" / "COMPLETE").read_text()) == {"what": "checkpoint", "step": 2}
+    assert_honest(out)
+    (out / "COMPLETE").unlink()
+    assert "was not finished" in model_dir_problem(out)
