@@ -11,7 +11,8 @@ eval_harness.checks refuses it, and a rerun never resumes from it.
 - `plan(out, resume, max_steps)`: what a (re)run does. A finished run (run_summary.json + COMPLETE, trained to
   at least --max_steps) is not trained again. Otherwise it resumes from the last complete checkpoint:
   `--resume_from_checkpoint true` or a plain rerun into a directory with checkpoints (which says so in one
-  line), a PATH that must be complete, `false` to start again from step 0.
+  line), a PATH that must be complete, `false` to start again from step 0. A rerun whose IDENTITY settings
+  differ from the run already there is refused (one line) rather than resumed or taken as finished.
 
 Test points (trace_gen/testpoints.py, `DISTILL_CRASH_AT=NAME[:K]`): `sft:checkpoint_unmarked` (checkpoint-N
 written, not yet marked), `sft:checkpoint` (checkpoint-N marked), `sft:save_model` (the final adapter or model
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
@@ -39,6 +41,14 @@ MARKER = "COMPLETE"
 SUMMARY = "run_summary.json"
 FINAL_DIRS = ("merged", "merged-4bit")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Settings that change what a run trains (as in run_config.yaml): a rerun that differs in one of them is another
+# run, never resumed nor taken as finished. --max_steps may grow (the run goes on), logging and saving may change.
+IDENTITY = (
+    "model_name_or_path", "traces", "keep_verdicts", "include_rejected", "max_samples", "kd_source",
+    "teacher_model_name_or_path", "kd_alpha", "use_peft", "load_in_4bit", "lora_r", "lora_alpha",
+    "lora_target_modules", "learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_length", "seed", "data_seed",
+)  # fmt: skip
 
 
 def as_given(path: str) -> str:
@@ -155,9 +165,36 @@ class Plan:
     note: str | None = None
 
 
-def plan(out: Path, resume: str | None, max_steps: int) -> Plan:
-    """Decide before any model loads (UsageError on a resume point that is missing or incomplete)."""
+def changed_settings(out: Path, settings: dict) -> list[str]:
+    """IDENTITY settings of `settings` (provenance.resolved_config) that differ from `out/run_config.yaml`."""
+    path = out / "run_config.yaml"
+    if not path.is_file():
+        return []
+    before = yaml.safe_load(path.read_text()) or {}
+    return [
+        f"{k}: {before.get(k, 'default')!r} -> {settings.get(k, 'default')!r}"
+        for k in IDENTITY
+        if before.get(k) != settings.get(k)
+    ]
+
+
+def plan(out: Path, resume: str | None, max_steps: int, settings: dict) -> Plan:
+    """Decide before any model loads (UsageError on a resume point that is missing or incomplete, or on an
+    output directory that holds a run with other IDENTITY settings)."""
+    if resume is not None and resume.lower() == "false":
+        return Plan(
+            note=f"--resume_from_checkpoint false: training {out} from step 0" if checkpoints(out) else None
+        )
     summary = out / SUMMARY
+    reusable = summary.is_file() or any(is_complete(p) for p in checkpoints(out).values())
+    changed = (
+        changed_settings(out, settings) if reusable and (resume is None or resume.lower() == "true") else []
+    )
+    if changed:
+        raise UsageError(
+            f"{out} holds a run with other settings ({'; '.join(changed)}): pass another --output_dir, or "
+            f"--resume_from_checkpoint false to train this one there from step 0"
+        )
     if summary.is_file() and is_complete(out):
         done = json.loads(summary.read_text())
         if max_steps <= 0 or done.get("global_step", 0) >= max_steps:
@@ -167,8 +204,6 @@ def plan(out: Path, resume: str | None, max_steps: int) -> Plan:
     complete = [p for p in found.values() if is_complete(p)]
     incomplete = [p.name for p in found.values() if not is_complete(p)]
     dropped = f" ({', '.join(incomplete)} incomplete)" if incomplete else ""
-    if resume is not None and resume.lower() == "false":
-        return Plan(note=f"--resume_from_checkpoint false: training {out} from step 0" if found else None)
     if resume is not None and resume.lower() != "true":
         path = Path(resume)
         if not path.is_dir():

@@ -25,7 +25,7 @@ from sft.errors import UsageError
 from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd
 from sft.kd_trainer import DistillSFTTrainer
 from sft.lint import LintReport, lint
-from sft.provenance import write_run_info
+from sft.provenance import resolved_config, write_run_info
 from sft.saving import (
     MarkCheckpoints,
     as_given,
@@ -131,9 +131,9 @@ def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int,
 def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
     check_settings(args, training_args)
-    rerun = plan(
-        Path(training_args.output_dir), training_args.resume_from_checkpoint, training_args.max_steps
-    )
+    out = Path(training_args.output_dir)
+    settings = resolved_config(args, training_args, model_args)
+    rerun = plan(out, training_args.resume_from_checkpoint, training_args.max_steps, settings)
     if rerun.note and training_args.process_index == 0:
         print(rerun.note, flush=True)
     if rerun.finished:
@@ -209,7 +209,6 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     check_trainer(trainer, expected, report and report.first_row, n_rows, args)
     trainer.add_callback(MarkCheckpoints())  # checkpoint-N/COMPLETE: what a rerun may resume from
     tokenizer.chat_template = saved  # checkpoints and the model carry the template evaluation renders with
-    out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         write_run_info(out, args, training_args, model_args)
         prepare_output(out, rerun.resume)

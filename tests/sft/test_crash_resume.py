@@ -130,6 +130,9 @@ def test_kill_in_the_middle_of_the_merge_then_a_finished_run_is_not_trained_agai
         assert f"{out} holds a finished run (run_summary.json); the model is {out / 'merged'}" in (
             capsys.readouterr().out
         )
+    assert main(argv(toy, out, "--learning_rate", "1e-2")) == 2  # another run, not this one's rerun
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a run with other settings (learning_rate: 0.003 -> 0.01)" in err[0], err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
 
 
