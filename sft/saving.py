@@ -158,11 +158,13 @@ def checkpoint_step(path: Path) -> int:
 @dataclass
 class Plan:
     """What a (re)run into an output directory does: `finished` (the model's path: nothing to train), or
-    train from `resume` (a complete checkpoint; None: step 0). `note`: one line to print, or None."""
+    train from `resume` (a complete checkpoint; None: step 0). `start_over`: the directory's checkpoints
+    belong to a run started again (--resume_from_checkpoint false). `note`: one line to print, or None."""
 
     finished: Path | None = None
     resume: Path | None = None
     note: str | None = None
+    start_over: bool = False
 
 
 def changed_settings(out: Path, settings: dict) -> list[str]:
@@ -182,9 +184,8 @@ def plan(out: Path, resume: str | None, max_steps: int, settings: dict) -> Plan:
     """Decide before any model loads (UsageError on a resume point that is missing or incomplete, or on an
     output directory that holds a run with other IDENTITY settings)."""
     if resume is not None and resume.lower() == "false":
-        return Plan(
-            note=f"--resume_from_checkpoint false: training {out} from step 0" if checkpoints(out) else None
-        )
+        note = f"--resume_from_checkpoint false: training {out} from step 0 (its checkpoints are removed)"
+        return Plan(note=note if checkpoints(out) else None, start_over=True)
     summary = out / SUMMARY
     reusable = summary.is_file() or any(is_complete(p) for p in checkpoints(out).values())
     changed = (
@@ -241,15 +242,16 @@ def train(trainer, resume: Path | None) -> None:
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
 
 
-def prepare_output(out: Path, resume: Path | None) -> None:
+def prepare_output(out: Path, rerun: Plan) -> None:
     """Before training: unmark the final outputs (they are replaced), remove temp dirs of killed runs and
-    incomplete checkpoints past the resume point (the Trainer writes those steps again)."""
+    incomplete checkpoints past the resume point (the Trainer writes those steps again); all checkpoints
+    when the run starts over."""
     (out / SUMMARY).unlink(missing_ok=True)
     (out / MARKER).unlink(missing_ok=True)
     for name in FINAL_DIRS:
         (out / name / MARKER).unlink(missing_ok=True)
         shutil.rmtree(out / (name + ".partial"), ignore_errors=True)
-    start = checkpoint_step(resume) if resume else 0
+    start = checkpoint_step(rerun.resume) if rerun.resume else 0
     for step, path in checkpoints(out).items():
-        if step > start and not is_complete(path):
+        if rerun.start_over or (step > start and not is_complete(path)):
             shutil.rmtree(path)

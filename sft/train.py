@@ -211,7 +211,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     tokenizer.chat_template = saved  # checkpoints and the model carry the template evaluation renders with
     if trainer.is_world_process_zero():
         write_run_info(out, args, training_args, model_args)
-        prepare_output(out, rerun.resume)
+        prepare_output(out, rerun)
     train(trainer, rerun.resume)
     save_output(trainer, tokenizer, out)  # out/COMPLETE last
     if not trainer.is_world_process_zero():

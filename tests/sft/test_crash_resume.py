@@ -109,6 +109,12 @@ def test_kill_in_the_middle_of_the_final_save(toy, reference, tmp_path, capsys):
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert_same_weights(out, reference)
     assert_honest(out)
+    (out / "checkpoint-2" / "COMPLETE").write_text('{"what": "checkpoint", "step": 2, "stale": true}')
+    assert main(argv(toy, out, "--resume_from_checkpoint", "false")) == 0  # start over: a new run
+    assert f"--resume_from_checkpoint false: training {out} from step 0" in capsys.readouterr().out
+    assert summary(out)["resumed_from"] is None
+    assert "stale" not in (out / "checkpoint-2" / "COMPLETE").read_text(), "old checkpoints are removed"
+    assert_same_weights(out, reference)
 
 
 def test_kill_in_the_middle_of_the_merge_then_a_finished_run_is_not_trained_again(toy, tmp_path, capsys):
