@@ -16,8 +16,10 @@ from pathlib import Path
 
 from trace_gen.errors import UsageError
 
-# Written last by a trainer that finished saving (sft). Hub checkpoints have none, so it is not required.
+# Written last by a trainer that finished saving (sft/saving.py). Hub checkpoints have none, so it is required
+# only of a directory an sft run wrote: one holding, or inside one holding, the run's provenance files.
 COMPLETION_MARKERS = ("COMPLETE", ".complete")
+SFT_RUN_FILES = ("run_info.json", "run_config.yaml")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tekken.json")
 CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
@@ -28,7 +30,8 @@ def model_dir_problem(path: Path) -> str | None:
 
     Complete: config.json, and either a completion marker (`COMPLETE` or `.complete`, written last by
     the trainer) or weights that look whole: at least one *.safetensors or *.bin file, every shard a
-    weight index names, no empty file, safetensors headers that cover their files. A 0-byte
+    weight index names, no empty file, safetensors headers that cover their files. A directory an sft
+    run wrote (sft's run_info.json / run_config.yaml in it or its parent) needs the marker. A 0-byte
     tokenizer_config.json (a save cut short) is refused either way."""
     config = path / "config.json"
     if not config.is_file():
@@ -41,6 +44,12 @@ def model_dir_problem(path: Path) -> str | None:
             return f"{f} is empty (a save that was cut short?); save the model again"
     if any((path / m).exists() for m in COMPLETION_MARKERS):
         return None
+    run_dir = next((d for d in (path, path.parent) if any((d / f).is_file() for f in SFT_RUN_FILES)), None)
+    if run_dir is not None:
+        return (
+            f"{path} was not finished (an sft save without its COMPLETE marker): rerun "
+            f"`python -m sft run --config {run_dir / 'run_config.yaml'}` to resume"
+        )
     weights = sorted(
         f for f in path.iterdir() if f.suffix in (".safetensors", ".bin") and f.name != "training_args.bin"
     )

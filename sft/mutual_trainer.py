@@ -33,10 +33,12 @@ from trl import SFTTrainer
 from sft.chunked_kd import DEFAULT_CHUNK_SIZE, chunked_ce_and_kd_loss
 from sft.errors import UsageError
 from sft.kd_trainer import check_kd_vocab, lm_head_weight
+from sft.saving import save_whole
 
 
-def check_mutual(peer: str, training_args, model_args) -> None:
-    """Settings mutual learning does not support, before anything loads."""
+def check_mutual(peer: str, training_args, model_args, resuming: bool) -> None:
+    """Settings mutual learning does not support, before anything loads (`resuming`: the run would continue
+    from a checkpoint, asked for or found by a plain rerun)."""
     if model_args.load_in_4bit or model_args.load_in_8bit:
         raise UsageError(
             "--mutual_peer with a quantized student is not supported: use LoRA or full fine-tuning"
@@ -45,9 +47,10 @@ def check_mutual(peer: str, training_args, model_args) -> None:
         raise UsageError(
             "--mutual_peer runs in one process (the peer is not wrapped for DDP/FSDP): launch without torchrun"
         )
-    if training_args.resume_from_checkpoint:
+    if resuming:
         raise UsageError(
-            "--mutual_peer checkpoints hold the student only: resuming would restart the peer; drop --resume_from_checkpoint"
+            "--mutual_peer checkpoints hold the student only: resuming would restart the peer; start over with "
+            "--resume_from_checkpoint false"
         )
     if peer.lower() == "true" and not model_args.use_peft:
         raise UsageError(
@@ -180,6 +183,5 @@ class MutualSFTTrainer(SFTTrainer):
     def save_peer(self, out: Path, tokenizer) -> Path:
         """The peer as a standalone model (adapter merged) with the tokenizer, loadable by AutoModelForCausalLM."""
         peer = self.peer.merge_and_unload() if isinstance(self.peer, PeftModel) else self.peer
-        peer.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
+        save_whole(out, peer, tokenizer, "peer", self.state.global_step)  # atomic, with its COMPLETE marker
         return out

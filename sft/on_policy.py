@@ -33,7 +33,8 @@ from sft.on_policy_teacher import (
     scored_vocab,
 )
 from sft.on_policy_trainer import OnPolicyDistillTrainer
-from sft.train import load_student, load_tokenizer, merge_and_save, student_peft_config
+from sft.saving import merge_and_save
+from sft.train import load_student, load_tokenizer, student_peft_config
 
 
 def run(args: OnPolicyArguments, training_args: DistillationConfig, model_args: ModelConfig) -> Path | None:

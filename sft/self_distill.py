@@ -47,8 +47,8 @@ def check_born_again_teacher(path: str | None) -> None:
 def check_ema(quantized: bool, resuming: bool) -> None:
     if resuming:
         raise UsageError(
-            "--kd_self ema: the EMA teacher is not checkpointed, a resumed run would restart it from the initial "
-            "student: drop --resume_from_checkpoint or train in one run"
+            "--kd_self ema: the EMA teacher is not checkpointed, a resumed run (a rerun over checkpoints resumes "
+            "by default) would restart it from the initial student: start over with --resume_from_checkpoint false"
         )
     if quantized:
         raise UsageError(

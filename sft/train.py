@@ -1,20 +1,19 @@
 """Fine-tune a student on traces with TRL's SFTTrainer: LoRA, QLoRA or full fine-tuning, optional KD term.
 
-Order: check settings -> load traces and tokenizer -> apply --eos_token / --chat_template_path as SFTTrainer
+Order: check settings -> plan the rerun (sft/saving.py: a finished run stops here with the model's path; otherwise
+resume from the last complete checkpoint) -> load traces and tokenizer -> apply --eos_token / --chat_template_path as SFTTrainer
 will -> (KD) teacher/student vocabulary check -> template lint (sft/lint.py; errors stop here, before any model
 loads) -> load student (and teacher) -> build SFTTrainer (or DistillSFTTrainer with --kd_source) and check it
-renders what the lint checked -> write run_config.yaml / run_info.json -> train -> save (the tokenizer with the
-template evaluation should render, see sft/templates.py) -> merge the adapter into `<output_dir>/merged` ->
+renders what the lint checked -> write run_config.yaml / run_info.json -> train (each checkpoint-N marked COMPLETE)
+-> save (the tokenizer with the template evaluation should render, see sft/templates.py; then COMPLETE) -> merge the adapter into `<output_dir>/merged` ->
 optional 4-bit export -> `run_summary.json` -> print where the model is.
 """
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -27,7 +26,19 @@ from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare
 from sft.kd_trainer import DistillSFTTrainer
 from sft.lint import LintReport, lint
 from sft.mutual_trainer import MutualSFTTrainer, check_mutual, load_peer
-from sft.provenance import write_run_info
+from sft.provenance import resolved_config, write_run_info
+from sft.saving import (
+    MarkCheckpoints,
+    as_given,
+    device_map,
+    export_4bit,
+    merge_and_save,
+    plan,
+    prepare_output,
+    save_output,
+    torch_dtype,
+    train,
+)
 from sft.self_distill import EMATeacherCallback, check_born_again_teacher, check_ema, ema_teacher
 from sft.templates import (
     apply_trainer_settings,
@@ -40,34 +51,17 @@ from sft.templates import (
 log = logging.getLogger(__name__)
 
 
-def _as_given(path: str) -> str:
-    """A hub id as given; a local directory as an absolute path (recorded in the adapter's config, so that
-    AutoPeftModelForCausalLM finds the base model from anywhere)."""
-    return str(Path(path).resolve()) if Path(path).exists() else path
-
-
-def _dtype(name: str | None):
-    return name if name in (None, "auto") else getattr(torch, name)
-
-
-def _device_map(quantized: bool, training_args: SFTConfig):
-    """bitsandbytes models are placed at load time: this process's GPU, or the CPU."""
-    if not quantized:
-        return None
-    return {"": training_args.local_process_index} if torch.cuda.is_available() else "cpu"
-
-
 def load_student(model_args: ModelConfig, training_args: SFTConfig):
-    path = _as_given(check_model_dir(model_args.model_name_or_path, "--model_name_or_path"))
+    path = as_given(check_model_dir(model_args.model_name_or_path, "--model_name_or_path"))
     quantization_config = get_quantization_config(model_args)
     model = AutoModelForCausalLM.from_pretrained(
         path,
         revision=model_args.model_revision,
-        dtype=_dtype(model_args.dtype),
+        dtype=torch_dtype(model_args.dtype),
         attn_implementation=model_args.attn_implementation,
         trust_remote_code=training_args.trust_remote_code,
         quantization_config=quantization_config,
-        device_map=_device_map(quantization_config is not None, training_args),
+        device_map=device_map(quantization_config is not None, training_args),
     )
     return model
 
@@ -95,7 +89,7 @@ def load_teacher(args: DistillArguments, training_args: SFTConfig):
         path,
         dtype=dtype,
         quantization_config=quantization_config,
-        device_map=_device_map(args.teacher_load_in_4bit, training_args),
+        device_map=device_map(args.teacher_load_in_4bit, training_args),
         trust_remote_code=training_args.trust_remote_code,
     )
 
@@ -140,12 +134,17 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
     check_settings(args, training_args)
     check_born_again_teacher(args.teacher_model_name_or_path)
-    if args.kd_self == "ema":
-        check_ema(
-            model_args.load_in_4bit or model_args.load_in_8bit, bool(training_args.resume_from_checkpoint)
-        )
+    out = Path(training_args.output_dir)
+    settings = resolved_config(args, training_args, model_args)
+    rerun = plan(out, training_args.resume_from_checkpoint, training_args.max_steps, settings)
+    if args.kd_self == "ema":  # a plain rerun resumes too: the EMA teacher's state is not checkpointed
+        check_ema(model_args.load_in_4bit or model_args.load_in_8bit, bool(rerun.resume))
     if args.mutual_peer:
-        check_mutual(args.mutual_peer, training_args, model_args)
+        check_mutual(args.mutual_peer, training_args, model_args, bool(rerun.resume))
+    if rerun.note and training_args.process_index == 0:
+        print(rerun.note, flush=True)
+    if rerun.finished:
+        return rerun.finished
     extra = KD_COLUMNS if args.kd_source == "offline" else ()
     weights = parse_teacher_weights(args.trace_teacher_weights) if args.trace_teacher_weights else None
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
@@ -233,22 +232,24 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
             **trainer_kwargs,
         )
     check_trainer(trainer, expected, report and report.first_row, n_rows, args)
+    trainer.add_callback(MarkCheckpoints())  # checkpoint-N/COMPLETE: what a rerun may resume from
     tokenizer.chat_template = saved  # checkpoints and the model carry the template evaluation renders with
-    out = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         write_run_info(out, args, training_args, model_args)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(str(out))
+        prepare_output(out, rerun)
+    train(trainer, rerun.resume)
+    save_output(trainer, tokenizer, out)  # out/COMPLETE last
     if not trainer.is_world_process_zero():
         return out
-    tokenizer.save_pretrained(str(out))
     if args.mutual_peer:
         summary["peer_model"] = str(trainer.save_peer(out / "peer", tokenizer))
     final = out
     if model_args.use_peft and args.merge_adapter:
         final = merge_and_save(trainer, tokenizer, model_args, out)
     if args.export_4bit:
-        summary["export_4bit"] = str(export_4bit(final, out / "merged-4bit", training_args, tokenizer))
+        summary["export_4bit"] = str(
+            export_4bit(final, out / "merged-4bit", training_args, tokenizer, trainer.state.global_step)
+        )
     if report:
         (out / "lint_report.txt").write_text(report.format() + "\n")
     summary = {
@@ -257,6 +258,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         "final_model": str(final),
         "train_loss": trainer.state.log_history[-1].get("train_loss"),
         "global_step": trainer.state.global_step,
+        "resumed_from": str(rerun.resume) if rerun.resume else None,
         "world_size": trainer.accelerator.num_processes,  # processes that really trained together
         "kd_source": args.kd_source,
         "kd_alpha": args.kd_alpha,
@@ -275,41 +277,3 @@ def student_peft_config(model, model_args: ModelConfig):
         # this peft trains a copy of the input embedding while the output projection stays frozen.
         peft_config.ensure_weight_tying = True
     return peft_config
-
-
-def merge_and_save(trainer, tokenizer, model_args: ModelConfig, out: Path) -> Path:
-    """Merge the adapter saved at `out` into its base and save it with the tokenizer at `out/merged`."""
-    final = out / "merged"
-    if model_args.load_in_4bit or model_args.load_in_8bit:  # into the unquantized base, not rounded weights
-        base_model = AutoModelForCausalLM.from_pretrained(
-            _as_given(model_args.model_name_or_path),
-            dtype=_dtype(model_args.dtype),
-            revision=model_args.model_revision,
-        )
-        merged = PeftModel.from_pretrained(base_model, str(out)).merge_and_unload()
-    else:
-        merged = trainer.model.merge_and_unload()
-    _save_whole(final, merged, tokenizer)
-    return final
-
-
-def _save_whole(final: Path, model, tokenizer) -> None:
-    """Save into a temporary directory, then move it into place: `final` is never half-written."""
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-
-
-def export_4bit(model_dir: Path, out_dir: Path, training_args: SFTConfig, tokenizer) -> Path:
-    """Reload a standalone model in bitsandbytes nf4 and save it (serialized 4-bit safetensors)."""
-    config = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), quantization_config=config, device_map=_device_map(True, training_args)
-    )
-    _save_whole(out_dir, model, tokenizer)
-    return out_dir

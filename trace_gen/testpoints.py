@@ -10,7 +10,7 @@ process under test:
 Points: `commit:parts` (a batch's Parquet parts are written, its manifest line is not),
 `commit:manifest` (the manifest line is written and synced), `retarget:parts` / `retarget:manifest`
 (the same two moments when a rerun with another --n moves rows), `outdir:before_rename` (a merged or
-filtered directory is complete in its temporary place).
+filtered directory is complete in its temporary place). sft's points are listed in sft/saving.py.
 """
 
 import os

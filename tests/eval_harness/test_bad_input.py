@@ -44,6 +44,14 @@ def _adapter(tmp_path: Path) -> Path:
     return out
 
 
+def _unfinished_sft(tmp_path: Path) -> Path:
+    """A whole model at RUN/merged of an sft run (run_info.json beside it) whose COMPLETE marker is missing."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_info.json").write_text("{}")
+    return shutil.copytree(TEACHER, run / "merged")
+
+
 def _responses(tmp_path: Path, rows=None, raw: bytes | None = None) -> Path:
     path = tmp_path / "responses.jsonl"
     if raw is not None:
@@ -68,6 +76,11 @@ CASES = [
         "model without a chat template",
         lambda t, o: ["--model", str(_model(t, drop=("chat_template.jinja",)))],
         "no chat template",
+    ),
+    (
+        "sft output without COMPLETE",
+        lambda t, o: ["--model", str(_unfinished_sft(t))],
+        "was not finished",
     ),
     (
         "config.json but no weights",
@@ -208,6 +221,15 @@ def test_completion_marker_is_the_one_rule(tmp_path):
     (model / "COMPLETE").write_text("")
     assert model_dir_problem(model) is None
     assert model_dir_problem(TEACHER) is None
+
+
+def test_an_sft_dir_needs_its_marker_and_a_hub_style_dir_does_not(tmp_path):
+    merged = _unfinished_sft(tmp_path)
+    problem = model_dir_problem(merged)
+    assert "was not finished" in problem and f"--config {merged.parent / 'run_config.yaml'}" in problem
+    (merged / "COMPLETE").write_text('{"what": "merged", "step": 4}')
+    assert model_dir_problem(merged) is None
+    assert model_dir_problem(_model(tmp_path)) is None  # no sft files near it: whole weights suffice
 
 
 def test_json_array_custom_set_is_read(tmp_path, capsys):

@@ -288,13 +288,17 @@ def test_teacher_weights_from_the_cli(toy, tmp_path, two_teachers, capsys):
         (["--trace_teacher_weights", "A=1"], "needs a `teacher` column"),
         (["--mutual_peer", "true", "--use_peft", "false"], "identical gradients forever"),
         (
-            ["--kd_source", "online", "--kd_self", "ema", "--resume_from_checkpoint", "x"],
+            ["--kd_source", "online", "--kd_self", "ema", "--resume_from_checkpoint", "{checkpoint}"],
             "EMA teacher is not checkpointed",
         ),
     ],
 )
 def test_bad_input_is_one_line(toy, tmp_path, capsys, extra, says):
     out = tmp_path / "bad"
+    checkpoint = tmp_path / "checkpoint-2"  # a complete checkpoint elsewhere to resume from
+    checkpoint.mkdir()
+    (checkpoint / "COMPLETE").write_text("{}")
+    extra = [e.format(checkpoint=checkpoint) for e in extra]
     assert main(argv(toy, out, *extra)) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and says in err[0], err
