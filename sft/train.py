@@ -201,7 +201,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         trainer_kwargs["teacher_model"] = ema_teacher(model)
         trainer_kwargs["callbacks"] = [EMATeacherCallback(trainer_kwargs["teacher_model"], args.kd_ema_decay)]
     if args.mutual_peer:
-        peer = load_peer(args.mutual_peer, model, peft_config, _dtype(model_args.dtype))
+        peer = load_peer(args.mutual_peer, model, peft_config, torch_dtype(model_args.dtype))
     common = dict(
         model=model,
         args=training_args,
