@@ -220,16 +220,21 @@ class DistillSFTTrainer(SFTTrainer):
         return AttentionCapture(student, [s for s, _ in self.kd_layer_pairs])
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """The student's attention hooks stay on through backward: gradient checkpointing recomputes there."""
+        """Super's step with the student's attention hooks on through backward (gradient checkpointing
+        recomputes there), then the projections' gradients averaged over processes as DDP does the student's."""
         capture = self._student_capture(self.accelerator.unwrap_model(model))
-        if capture is None:
-            return super().training_step(model, inputs, num_items_in_batch)
-        with capture:
+        with capture or nullcontext():
             self._capture = capture
             try:
-                return super().training_step(model, inputs, num_items_in_batch)
+                loss = super().training_step(model, inputs, num_items_in_batch)
             finally:
                 self._capture = None
+        if self.kd_projections is not None and self.accelerator.num_processes > 1:  # not wrapped by DDP/FSDP
+            for p in self.kd_projections.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)  # sum, then mean: every micro-step keeps ranks equal
+                    p.grad /= self.accelerator.num_processes
+        return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
