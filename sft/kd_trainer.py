@@ -182,7 +182,7 @@ class DistillSFTTrainer(SFTTrainer):
         return optimizer
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        """The projections first, then Trainer's files (its trainer_state.json, written last, marks it whole)."""
         if self.kd_projections is not None and self.is_world_process_zero():
             folder = os.path.join(
                 self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -190,6 +190,7 @@ class DistillSFTTrainer(SFTTrainer):
             os.makedirs(folder, exist_ok=True)
             state = {k: v.detach().contiguous().cpu() for k, v in self.kd_projections.state_dict().items()}
             save_file(state, os.path.join(folder, PROJECTIONS_FILE))
+        super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -259,7 +260,7 @@ class DistillSFTTrainer(SFTTrainer):
 
         t_out, t_attn = None, None
         if self.teacher is not None and len(self.teachers) <= 1:
-            need_states = "hidden" in active or "rel" in active
+            need_states = "hidden" in active  # rel pools the final hidden state, returned anyway
             with (
                 torch.no_grad(),
                 AttentionCapture(self.teacher, t_layers) if t_layers else nullcontext() as t_attn,
@@ -299,6 +300,7 @@ class DistillSFTTrainer(SFTTrainer):
             loss = loss + self.feature_weights[name] * value
 
         # Same reduction as SFTTrainer: a token sum over the accumulated batch, not a per-micro-batch mean
+        # (the feature terms, means over this micro-batch, are weighted by its tokens the same way)
         n_valid = (labels != -100).sum()
         if num_items_in_batch is not None:
             loss = loss * n_valid / torch.as_tensor(num_items_in_batch).clamp(min=1)

@@ -16,6 +16,13 @@ from transformers import AutoModelForCausalLM
 from sft.cli import main
 from sft.config import DEFAULT_CONFIG
 from sft.data import load_traces
+from sft.feature_losses import (
+    attention_map_loss,
+    hidden_cosine_loss,
+    pooled,
+    rkd_angle_loss,
+    rkd_distance_loss,
+)
 from sft.kd_trainer import PROJECTIONS_FILE, DistillSFTTrainer
 from trace_gen.toy.models import init_model, toy_config
 
@@ -96,16 +103,59 @@ def test_fitnets_projections_train_checkpoint_and_stay_out_of_the_export(toy, tm
     AutoModelForCausalLM.from_pretrained(out)  # loads as a plain student
 
 
-def test_resume_restores_the_projections(toy, tmp_path):
+def sft_args(tmp_path, **kw):
     from trl import SFTConfig
+
+    defaults = dict(output_dir=str(tmp_path / "r"), max_steps=2, per_device_train_batch_size=4, bf16=False,
+                    assistant_only_loss=True, max_length=128, report_to="none", disable_tqdm=True,
+                    learning_rate=1e-2, save_strategy="no")  # fmt: skip
+    return SFTConfig(**{**defaults, **kw})
+
+
+def test_loss_adds_the_weighted_terms_against_eager_attention(toy, twin, tmp_path):
+    """loss(with terms) - loss(without) = sum of weight * term, terms rebuilt from eager `output_attentions`."""
+    load = AutoModelForCausalLM.from_pretrained
+    student, teacher = load(toy.student), load(twin)
+    pairs = [(1, 2), (3, 4)]
+
+    def trainer(**kw):
+        return DistillSFTTrainer(
+            model=student, args=sft_args(tmp_path), train_dataset=load_traces(str(toy.traces), ["all"]),
+            processing_class=toy.tokenizer, kd_alpha=0.5, teacher_model=teacher, kd_layer_pairs=pairs, **kw,
+        )  # fmt: skip
+
+    base, full = trainer(), trainer(kd_hidden_weight=0.5, kd_attn_weight=2.0, kd_rel_weight=1.0)
+    batch = next(iter(full.get_train_dataloader()))
+    got = full.compute_loss(student, dict(batch)) - base.compute_loss(student, dict(batch))
+
+    ids = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    eager = {"output_hidden_states": True, "output_attentions": True}
+    with torch.no_grad():
+        s = load(toy.student, attn_implementation="eager")(**ids, **eager)
+        t = load(twin, attn_implementation="eager")(**ids, **eager)
+    mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    mask[:, :-1] = batch["labels"][:, 1:] != -100  # positions whose next token is trained
+    hidden = sum(hidden_cosine_loss(s.hidden_states[i], t.hidden_states[j], mask) for i, j in pairs) / 2
+    attn = sum(attention_map_loss(s.attentions[i - 1], t.attentions[j - 1], mask) for i, j in pairs) / 2
+    s_pool, t_pool = pooled(s.hidden_states[-1], mask), pooled(t.hidden_states[-1], mask)
+    rel = rkd_distance_loss(s_pool, t_pool) + rkd_angle_loss(s_pool, t_pool)
+    assert attn > 0 and hidden > 0 and rel > 0
+    torch.testing.assert_close(got.detach(), 0.5 * hidden + 2.0 * attn + rel, rtol=1e-4, atol=1e-6)
+
+    # the attention term's gradient reaches the student's q_proj of a mapped layer (through the captured maps)
+    attn_only = trainer(kd_attn_weight=1.0)
+    diff = attn_only.compute_loss(student, dict(batch)) - base.compute_loss(student, dict(batch))
+    grad = torch.autograd.grad(diff, student.model.layers[2].self_attn.q_proj.weight)[0]
+    assert grad.abs().sum() > 0
+
+
+def test_resume_restores_the_projections(toy, tmp_path):
 
     def trainer(seed):
         torch.manual_seed(seed)  # a different fresh projection each time
         return DistillSFTTrainer(
             model=AutoModelForCausalLM.from_pretrained(toy.student), processing_class=toy.tokenizer,
-            args=SFTConfig(output_dir=str(tmp_path / "r"), max_steps=2, save_steps=2, save_strategy="steps",
-                           per_device_train_batch_size=4, bf16=False, assistant_only_loss=True, max_length=128,
-                           report_to="none", disable_tqdm=True, learning_rate=1e-2),
+            args=sft_args(tmp_path, save_steps=2, save_strategy="steps"),
             train_dataset=load_traces(str(toy.traces), ["all"]), kd_alpha=0.5,
             teacher_model=AutoModelForCausalLM.from_pretrained(toy.teacher), kd_hidden_weight=1.0,
             kd_hidden_loss="mse", kd_layer_pairs=[(2, 2), (4, 4)],
