@@ -226,6 +226,18 @@ def test_bad_input_is_one_line_before_any_step(toy, twin, tmp_path, capsys):
     assert "--packing false --padding_free false" in err
     err = fails(toy, tmp_path, capsys, "--kd_hidden_weight", "1")
     assert "--kd_source online" in err
+    two = ["--kd_source", "online", "--teachers", f"a={twin}", f"b={toy.teacher}"]
+    for extra, want in (
+        ([], "either --teacher_weights"),
+        (["--teacher_weights", "1"], "one weight >= 0 per teacher (2)"),
+        (["--teacher_weights", "1", "1", "--teacher_model_name_or_path", str(twin)], "not both"),
+        (
+            ["--teacher_weights", "1", "1", "--kd_hidden_weight", "1"],
+            "feature terms (hidden / attn / rel) take one",
+        ),
+        (["--teacher_column", "teacher"], "no column 'teacher' to route teachers by"),
+    ):
+        assert want in fails(toy, tmp_path, capsys, *two, *extra)
 
     wide = tmp_path / "wide_vocab"  # same tokenizer, more embedding rows
     config = toy_config("student", toy.tokenizer)
