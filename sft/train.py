@@ -157,6 +157,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
                 check_kd_pair(student_config, teacher_config, tokenizer, AutoTokenizer.from_pretrained(path))
             except UsageError as err:
                 raise UsageError(f"teacher {name} ({path}): {err}" if args.teachers else str(err)) from None
+        # feature terms take one teacher (DistillArguments checks): teacher_config is that teacher's
         layer_pairs = check_online_kd(args, training_args, student_config, teacher_config)
     if args.kd_source == "offline":
         check_topk_ids(dataset, AutoConfig.from_pretrained(model_args.model_name_or_path))
