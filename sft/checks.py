@@ -85,10 +85,11 @@ def check_online_kd(args: DistillArguments, training_args: SFTConfig, student_co
             "routing teachers per row (--teacher_column) needs one row per batch row: add --packing false "
             "--padding_free false (or mix them with --teacher_weights)"
         )
-    if args.kd_attn_weight > 0 and packed:
+    if (args.kd_attn_weight > 0 or args.kd_rel_weight > 0) and packed:
         raise UsageError(
-            "attention KD compares per-sequence T x T maps, which packed / padding-free batches do not have: add "
-            "--packing false --padding_free false"
+            "attention KD (per-sequence T x T maps) and relational KD (one pooled vector per sequence) need one "
+            "sequence per batch row, which packed / padding-free batches do not have: add --packing false "
+            "--padding_free false"
         )
     s_text, t_text = student_config.get_text_config(), teacher_config.get_text_config()
     if (

@@ -224,6 +224,8 @@ def test_bad_input_is_one_line_before_any_step(toy, twin, tmp_path, capsys):
     assert "cosine" in err and "--kd_hidden_loss mse" in err
     err = fails(toy, tmp_path, capsys, *online, str(twin), "--kd_attn_weight", "1", "--packing", "true")
     assert "--packing false --padding_free false" in err
+    err = fails(toy, tmp_path, capsys, *online, str(twin), "--kd_rel_weight", "1", "--packing", "true")
+    assert "relational KD" in err and "--packing false --padding_free false" in err
     err = fails(toy, tmp_path, capsys, "--kd_hidden_weight", "1")
     assert "--kd_source online" in err
     two = ["--kd_source", "online", "--teachers", f"a={twin}", f"b={toy.teacher}"]
