@@ -31,6 +31,9 @@ def test_lora_changes_adapter_and_leaves_base_frozen_then_exports_4bit(toy, tmp_
     summary = run(toy, out, "--export_4bit", "true")
     assert summary["mode"] == "lora" and summary["train_rows"] == 24 and summary["global_step"] == 2
     assert "template lint:" in capsys.readouterr().out and (out / "lint_report.txt").exists()
+    card = (out / "README.md").read_text()  # the filled card, not PEFT's blank template
+    assert f"- base model: `{toy.student}`" in card and "`learning_rate`: `0.01`" in card, card
+    assert "library_name: transformers" in (out / "merged" / "README.md").read_text()
     adapter = load_file(str(out / "adapter_model.safetensors"))
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero; training must move it"
