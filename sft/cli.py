@@ -14,11 +14,10 @@ Usage:
 import difflib
 import re
 import sys
-from pathlib import Path
 
-import yaml
 from trl import DistillationConfig, ModelConfig, SFTConfig, TrlParser
 
+from sft.checks import load_config
 from sft.config import DEFAULT_CONFIG, DistillArguments
 from sft.errors import UsageError
 from sft.on_policy_config import OnPolicyArguments
@@ -68,9 +67,9 @@ def _check_config_keys(argv: list[str], parser: TrlParser) -> dict:
     path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if path is None and "--config" in argv and argv.index("--config") + 1 < len(argv):
         path = argv[argv.index("--config") + 1]
-    if path is None or not Path(path).is_file():
+    if path is None:
         return {}
-    config = yaml.safe_load(Path(path).read_text()) or {}
+    config = load_config(path)  # UsageError: missing file, YAML syntax, not a mapping
     valid = {a.dest for a in parser._actions}
     unknown = [k for k in config if k not in valid]
     if unknown:
@@ -118,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
         argv = _cpu_defaults(argv, config)
         args, training_args, model_args = parser.parse_args_and_config(argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)
         return 2

@@ -36,6 +36,13 @@ class DistillArguments:
         default=True,
         metadata={"help": "After LoRA/QLoRA training, also save the merged model to `<output_dir>/merged`."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an --output_dir that holds a finished run (run_summary.json); refused otherwise "
+            "(transformers 5 dropped TrainingArguments' flag of this name)."
+        },
+    )
     lint: bool = field(
         default=True,
         metadata={"help": "Run the template lint (sft/lint.py) before training; its errors stop the run."},

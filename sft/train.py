@@ -19,7 +19,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAn
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from sft.checks import check_kd_pair, check_model_dir, check_settings, check_topk_ids
+from sft.checks import (
+    check_kd_pair,
+    check_model_dir,
+    check_numbers,
+    check_output_dir,
+    check_settings,
+    check_topk_ids,
+)
 from sft.config import DistillArguments
 from sft.data import load_traces
 from sft.errors import UsageError
@@ -137,6 +144,13 @@ def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int,
 def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
     check_settings(args, training_args)
+    check_numbers(training_args, model_args)
+    check_output_dir(
+        training_args.output_dir, args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    )
+    check_model_dir(model_args.model_name_or_path, "--model_name_or_path", model_args.model_revision)
+    if args.kd_source == "online":
+        check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
     extra = KD_COLUMNS if args.kd_source == "offline" else ()
     dataset = load_traces(args.traces, args.keep_verdicts, args.include_rejected, args.max_samples, extra)
     n_rows = len(dataset)
