@@ -10,7 +10,7 @@ import yaml
 from huggingface_hub import constants, try_to_load_from_cache
 from trl import ModelConfig, SFTConfig
 
-from sft.config import DistillArguments
+from sft.config import REPO_ROOT, DistillArguments
 from sft.errors import UsageError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -63,6 +63,16 @@ def check_model_dir(path: str | None, flag: str, revision: str | None = None) ->
             f"(huggingface-cli download {path}) or pass a local directory"
         )
     return path
+
+
+def check_chat_template(tokenizer, dataset, model: str) -> None:
+    """Chat rows need a chat template (the template lint, when on, also names one that renders these rows)."""
+    if tokenizer.chat_template is None and "messages" in dataset.column_names:
+        shipped = ", ".join(sorted(p.name for p in (REPO_ROOT / "configs" / "templates").glob("*.jinja")))
+        raise UsageError(
+            f"{model} has no chat template and the traces are chat rows: pass --chat_template_path "
+            f"configs/templates/NAME.jinja ({shipped}), or a model that has one (--lint true suggests a template)"
+        )
 
 
 def check_output_dir(output_dir: str, overwrite: bool, resuming: bool) -> None:

@@ -1,11 +1,13 @@
 """Read trace files written by trace_gen into a conversational dataset for TRL."""
 
+import logging
 from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, load_dataset
+from datasets.exceptions import DatasetGenerationError
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
 from sft.errors import UsageError
@@ -82,8 +84,18 @@ def load_traces(
     kind = "json" if files[0].endswith((".jsonl", ".json")) else "parquet"
     bars = is_progress_bar_enabled()
     disable_progress_bar()  # small local reads: the bars would only bury an error line below them
+    json_log = logging.getLogger("datasets.packaged_modules.json.json")  # logs what the UsageError below says
+    json_level = json_log.level
+    json_log.setLevel(logging.CRITICAL)
     try:
-        ds = load_dataset(kind, data_files=files, split="train")
+        try:
+            ds = load_dataset(kind, data_files=files, split="train")
+        except DatasetGenerationError as err:  # e.g. a JSON syntax error or non-UTF-8 bytes
+            cause = err.__cause__ or err
+            raise UsageError(
+                f"{traces} cannot be read as {kind.upper()} ({type(cause).__name__}: {str(cause).splitlines()[0]}): "
+                "fix the file, or pass trace_gen's output with --traces"
+            ) from err
         column = _check_rows(ds, traces)
         if "all" not in keep_verdicts and "verdict" in ds.column_names:
             keep = set(keep_verdicts)
@@ -96,6 +108,7 @@ def load_traces(
                     f"rows, verdicts found: {counts}; pass --keep_verdicts with one of them, or all"
                 )
     finally:
+        json_log.setLevel(json_level)
         if bars:
             enable_progress_bar()
     if len(ds) == 0:

@@ -20,6 +20,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantiz
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from sft.checks import (
+    check_chat_template,
     check_kd_pair,
     check_model_dir,
     check_numbers,
@@ -79,9 +80,15 @@ def load_student(model_args: ModelConfig, training_args: SFTConfig):
 
 def load_tokenizer(model_args: ModelConfig, training_args: SFTConfig):
     path = check_model_dir(model_args.model_name_or_path, "--model_name_or_path")
-    return AutoTokenizer.from_pretrained(
-        path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
-    )
+    try:
+        return AutoTokenizer.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+        )
+    except (OSError, ValueError) as err:  # transformers' own message names the file; add the fix
+        raise UsageError(
+            f"--model_name_or_path {path}: its tokenizer does not load ({str(err).splitlines()[0]}): copy the "
+            "tokenizer files of its base model into it, or pass a model directory with a working tokenizer"
+        ) from err
 
 
 def load_teacher(args: DistillArguments, training_args: SFTConfig):
@@ -157,6 +164,10 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     tokenizer = load_tokenizer(model_args, training_args)
     stock_template = tokenizer.chat_template
     apply_trainer_settings(tokenizer, training_args.eos_token, training_args.chat_template_path)
+    if not (
+        args.lint or args.lint_only
+    ):  # else the lint reports it, naming a template that renders these rows
+        check_chat_template(tokenizer, dataset, model_args.model_name_or_path)
     if args.kd_source == "online":
         check_kd_pair(
             AutoConfig.from_pretrained(model_args.model_name_or_path),

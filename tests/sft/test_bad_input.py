@@ -54,6 +54,17 @@ def no_chat_template(toy, tmp):
     return ["--model_name_or_path", str(d)], "--chat_template_path configs/templates/"
 
 
+def no_chat_template_lint_off(toy, tmp):
+    flags, expected = no_chat_template(toy, tmp)
+    return [*flags, "--lint", "false"], expected
+
+
+def broken_tokenizer(toy, tmp):
+    d = _model_without(toy, tmp, lambda name: True)
+    (d / "tokenizer.json").write_text('{"version": "1.0", "truncated')
+    return ["--model_name_or_path", str(d)], "tokenizer does not load"
+
+
 def hub_id_offline(toy, tmp):
     return ["--model_name_or_path", "Qwen/Qwen2.5-1.5B-Instruct-not-cached"], "HF_HUB_OFFLINE=1"
 
@@ -70,6 +81,11 @@ def missing_teacher(toy, tmp):
 def output_dir_is_file(toy, tmp):
     (tmp / "out").write_text("not a directory")
     return [], "is a file"
+
+
+def output_dir_under_a_file(toy, tmp):
+    (tmp / "file").write_text("")
+    return ["--output_dir", str(tmp / "file" / "run")], "cannot be created"
 
 
 def output_dir_finished(toy, tmp):
@@ -138,6 +154,11 @@ def jsonl_not_chat(toy, tmp):
     return ["--traces", str(tmp / "rows.jsonl")], "columns: question, answer"
 
 
+def jsonl_syntax(toy, tmp):
+    (tmp / "rows.jsonl").write_bytes(b'{"messages": [}\n\xff\xfe\n')
+    return ["--traces", str(tmp / "rows.jsonl")], "cannot be read as JSON"
+
+
 def offline_without_topk(toy, tmp):
     return ["--kd_source", "offline", "--kd_alpha", "0.5"], "topk_ids"
 
@@ -167,10 +188,13 @@ def template_path_missing(toy, tmp):
 CASES = [
     config_only,
     no_chat_template,
+    no_chat_template_lint_off,
+    broken_tokenizer,
     hub_id_offline,
     missing_student,
     missing_teacher,
     output_dir_is_file,
+    output_dir_under_a_file,
     output_dir_finished,
     flag("--lora_r", "0", "lora_r"),
     flag("--per_device_train_batch_size", "0", "per_device_train_batch_size"),
@@ -189,6 +213,7 @@ CASES = [
     traces_zero_rows,
     json_array,
     jsonl_not_chat,
+    jsonl_syntax,
     offline_without_topk,
     offline_empty_topk,
     offline_topk_beyond_vocab,
