@@ -94,6 +94,8 @@ def sft_cmd(py: str, traces: Path, out: Path, max_steps: int, *extra: str) -> li
         str(out),
         "--max_steps",
         str(max_steps),
+        "--overwrite_output_dir",  # a rerun of the demo trains again (sft refuses a finished run otherwise)
+        "true",
         *extra,
     ]
 

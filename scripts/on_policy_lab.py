@@ -48,6 +48,8 @@ def arm_command(
             "configs/sft/toy_student.yaml",
             "--traces",
             str(traces),
+            "--overwrite_output_dir",  # a rerun trains again (sft refuses a finished run otherwise)
+            "true",
             *run,
         ]
     # the traces' prompts for every arm: on_policy samples on them (each prompt once), off_policy reads the traces
