@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from transformers import PreTrainedModel
 
 from sft.cli import main
 from sft.config import DEFAULT_CONFIG, REPO_ROOT
@@ -222,7 +223,11 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
-def test_bad_input_is_one_line_and_writes_nothing(toy, tmp_path, capsys, case):
+def test_bad_input_is_one_line_and_writes_nothing(toy, tmp_path, capsys, monkeypatch, case):
+    def load_weights(*args, **kwargs):
+        raise AssertionError("model weights loaded before the bad input was refused")
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(load_weights))
     out = tmp_path / "out"
     flags, expected = case(toy, tmp_path)
     existed = out.exists()
