@@ -105,6 +105,8 @@ def check_numbers(training_args: SFTConfig, model_args: ModelConfig) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise UsageError(f"--{name} {value}: must be > 0")
+    if training_args.max_length is not None and training_args.max_length <= 0:
+        raise UsageError(f"--max_length {training_args.max_length}: must be > 0, or null for no truncation")
     if training_args.max_steps == 0:
         raise UsageError(
             "--max_steps 0 trains nothing: pass a positive --max_steps, or -1 to use num_train_epochs"

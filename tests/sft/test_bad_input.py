@@ -203,6 +203,8 @@ CASES = [
     flag("--learning_rate", "-1e-4", "learning_rate"),
     flag("--gradient_accumulation_steps", "0", "gradient_accumulation_steps"),
     flag("--max_steps", "0", "max_steps"),
+    flag("--max_samples", "0", "max_samples"),
+    flag("--max_length", "0", "max_length"),
     epochs_zero,
     quantized_full_fine_tuning,
     yaml_syntax,
