@@ -124,6 +124,18 @@ def check_numbers(training_args: SFTConfig, model_args: ModelConfig) -> None:
         )
 
 
+def check_inputs(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+    """Everything checkable from the arguments and the file system alone: the first thing `sft run` does."""
+    check_settings(args, training_args)
+    check_numbers(training_args, model_args)
+    check_output_dir(
+        training_args.output_dir, args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
+    )
+    check_model_dir(model_args.model_name_or_path, "--model_name_or_path", model_args.model_revision)
+    if args.kd_source == "online":
+        check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
+
+
 def check_settings(args: DistillArguments, training_args: SFTConfig) -> None:
     """Combinations SFTTrainer would refuse only after the model has loaded."""
     if args.kd_source == "offline" and training_args.packing:

@@ -21,11 +21,9 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from sft.checks import (
     check_chat_template,
+    check_inputs,
     check_kd_pair,
     check_model_dir,
-    check_numbers,
-    check_output_dir,
-    check_settings,
     check_topk_ids,
 )
 from sft.config import DistillArguments
@@ -150,23 +148,15 @@ def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int,
 
 def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
-    check_settings(args, training_args)
-    check_numbers(training_args, model_args)
-    check_output_dir(
-        training_args.output_dir, args.overwrite_output_dir, bool(training_args.resume_from_checkpoint)
-    )
-    check_model_dir(model_args.model_name_or_path, "--model_name_or_path", model_args.model_revision)
-    if args.kd_source == "online":
-        check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
+    check_inputs(args, training_args, model_args)
     extra = KD_COLUMNS if args.kd_source == "offline" else ()
     dataset = load_traces(args.traces, args.keep_verdicts, args.include_rejected, args.max_samples, extra)
     n_rows = len(dataset)
     tokenizer = load_tokenizer(model_args, training_args)
     stock_template = tokenizer.chat_template
     apply_trainer_settings(tokenizer, training_args.eos_token, training_args.chat_template_path)
-    if not (
-        args.lint or args.lint_only
-    ):  # else the lint reports it, naming a template that renders these rows
+    # with the lint on, the lint reports a missing template and names one that renders these rows
+    if not (args.lint or args.lint_only):
         check_chat_template(tokenizer, dataset, model_args.model_name_or_path)
     if args.kd_source == "online":
         check_kd_pair(
