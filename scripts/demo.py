@@ -94,6 +94,8 @@ def sft_cmd(py: str, traces: Path, out: Path, max_steps: int, *extra: str) -> li
         str(out),
         "--max_steps",
         str(max_steps),
+        "--resume_from_checkpoint",  # a rerun trains again from step 0 (the traces may have changed)
+        "false",
         *extra,
     ]
 

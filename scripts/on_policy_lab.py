@@ -48,6 +48,8 @@ def arm_command(
             "configs/sft/toy_student.yaml",
             "--traces",
             str(traces),
+            "--resume_from_checkpoint",  # a rerun trains again from step 0 (the traces may have changed)
+            "false",
             *run,
         ]
     # the traces' prompts for every arm: on_policy samples on them (each prompt once), off_policy reads the traces

@@ -6,18 +6,125 @@ Each raises sft.errors.UsageError with one line naming the problem and the fix.
 from pathlib import Path
 
 import pyarrow.compute as pc
-from trl import SFTConfig
+import yaml
+from huggingface_hub import constants, try_to_load_from_cache
+from trl import ModelConfig, SFTConfig
 
-from sft.config import DistillArguments
+from sft.config import REPO_ROOT, DistillArguments
 from sft.errors import UsageError
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
-def check_model_dir(path: str | None, flag: str) -> str:
+
+def load_config(path: str) -> dict:
+    """The --config YAML as a mapping of field: value."""
+    if not Path(path).is_file():
+        raise UsageError(f"--config {path} not found: pass a recipe file, e.g. one of configs/sft/*.yaml")
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UsageError(f"--config {path} is not valid YAML ({problem}{at}): fix the file") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise UsageError(
+            f"--config {path} holds a YAML {type(config).__name__} at the top level: it must be a mapping of "
+            "`field: value` lines (e.g. `learning_rate: 2.0e-4`)"
+        )
+    return config
+
+
+def check_model_dir(path: str | None, flag: str, revision: str | None = None) -> str:
+    """A local model directory with config.json and a tokenizer, or a hub id (in the local cache when offline)."""
     if path is None:
         raise UsageError(f"no model given: pass {flag} PATH_OR_HUB_ID")
-    if Path(path).exists() and not (Path(path) / "config.json").is_file():
-        raise UsageError(f"{path} exists but has no config.json: point {flag} at a model directory")
+    local = Path(path).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise UsageError(f"{path} exists but has no config.json: point {flag} at a model directory")
+        if not any((local / name).is_file() for name in TOKENIZER_FILES):
+            raise UsageError(
+                f"{flag} {path} has a config.json but no tokenizer ({', '.join(TOKENIZER_FILES)}): copy its base "
+                f"model's tokenizer files into it, or point {flag} at a model directory that has them"
+            )
+        return path
+    if path.startswith((".", "/", "~")) or path.count("/") != 1:
+        raise UsageError(
+            f"{flag} {path}: no such directory (a hub id reads ORG/NAME): pass a model directory"
+        )
+    if constants.HF_HUB_OFFLINE and not isinstance(
+        try_to_load_from_cache(path, "config.json", revision), str
+    ):
+        raise UsageError(
+            f"{flag} {path} is not in the local cache and HF_HUB_OFFLINE=1: download it first "
+            f"(huggingface-cli download {path}) or pass a local directory"
+        )
     return path
+
+
+def check_chat_template(tokenizer, dataset, model: str) -> None:
+    """Chat rows need a chat template (the template lint, when on, also names one that renders these rows)."""
+    if tokenizer.chat_template is None and "messages" in dataset.column_names:
+        shipped = ", ".join(sorted(p.name for p in (REPO_ROOT / "configs" / "templates").glob("*.jinja")))
+        raise UsageError(
+            f"{model} has no chat template and the traces are chat rows: pass --chat_template_path "
+            f"configs/templates/NAME.jinja ({shipped}), or a model that has one (--lint true suggests a template)"
+        )
+
+
+def check_output_dir(output_dir: str) -> None:
+    """Nothing is written until the model has loaded: refuse an output_dir the run cannot use before that. (What a
+    rerun into a directory holding a run does is sft.saving.plan's: resume, return the finished model, or refuse.)"""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output_dir {output_dir} is a file: pass a directory path")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise UsageError(f"--output_dir {output_dir}: {parent} is a file, so the directory cannot be created")
+
+
+def check_numbers(training_args: SFTConfig, model_args: ModelConfig) -> None:
+    """Values TrainingArguments and peft accept at parse time but fail on (or silently misuse) later."""
+    positive = {
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "learning_rate": training_args.learning_rate,
+    }
+    if model_args.use_peft:
+        positive["lora_r"] = model_args.lora_r
+    for name, value in positive.items():
+        if value <= 0:
+            raise UsageError(f"--{name} {value}: must be > 0")
+    if training_args.max_length is not None and training_args.max_length <= 0:
+        raise UsageError(f"--max_length {training_args.max_length}: must be > 0, or null for no truncation")
+    if training_args.max_steps == 0:
+        raise UsageError(
+            "--max_steps 0 trains nothing: pass a positive --max_steps, or -1 to use num_train_epochs"
+        )
+    if training_args.max_steps < 0 and training_args.num_train_epochs <= 0:
+        raise UsageError(
+            f"--num_train_epochs {training_args.num_train_epochs} with --max_steps -1 trains nothing: pass "
+            "--num_train_epochs > 0 or a positive --max_steps"
+        )
+    if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft:
+        bits = 4 if model_args.load_in_4bit else 8
+        raise UsageError(
+            f"--load_in_{bits}bit without --use_peft: quantized weights cannot be fully fine-tuned; add "
+            f"--use_peft true (QLoRA), or drop --load_in_{bits}bit for full fine-tuning"
+        )
+
+
+def check_inputs(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+    """Everything checkable from the arguments and the file system alone: the first thing `sft run` does."""
+    check_settings(args, training_args)
+    check_numbers(training_args, model_args)
+    check_output_dir(training_args.output_dir)
+    check_model_dir(model_args.model_name_or_path, "--model_name_or_path", model_args.model_revision)
+    if args.kd_source == "online":
+        check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
 
 
 def check_settings(args: DistillArguments, training_args: SFTConfig) -> None:
@@ -60,12 +167,19 @@ def check_kd_pair(student_config, teacher_config, student_tokenizer, teacher_tok
 
 
 def check_topk_ids(dataset, student_config) -> None:
-    """The teacher's stored top-k ids index the student's logits: they must be below its embedding rows (a
-    152,064-row teacher's top-k from a trained model lie in the 151,665 shared tokens; padding rows may not)."""
+    """The teacher's stored top-k ids index the student's logits: they must be present and below its embedding
+    rows (a 152,064-row teacher's top-k from a trained model lie in the 151,665 shared tokens; padding rows may
+    not)."""
     if "topk_ids" not in dataset.column_names:
         return  # prepare_offline_kd names the missing columns
+    ids = dataset.data.column("topk_ids")
+    if pc.max(pc.list_value_length(ids)).as_py() in (None, 0):
+        raise UsageError(
+            f"kd_source=offline: the traces' top-k lists are empty in all {len(dataset):,} rows (written without "
+            "top-k logprobs): regenerate them with `python -m trace_gen --logprobs K`, or use --kd_source none"
+        )
     rows = student_config.get_text_config().vocab_size
-    top = pc.max(pc.list_flatten(dataset.data.column("topk_ids"))).as_py()
+    top = pc.max(pc.list_flatten(ids)).as_py()
     if top is not None and top >= rows:
         raise UsageError(
             f"the traces' teacher top-k hold token id {top:,} but the student has {rows:,} embedding rows: "

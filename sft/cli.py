@@ -15,17 +15,13 @@ Usage:
 import difflib
 import re
 import sys
-from pathlib import Path
-
-import yaml
-from trl import DistillationConfig, ModelConfig, SFTConfig, TrlParser
 
 from sft.config import DEFAULT_CONFIG, DistillArguments
 from sft.errors import UsageError
 from sft.on_policy_config import OnPolicyArguments
 
-DATACLASSES = (DistillArguments, SFTConfig, ModelConfig)
-ON_POLICY_DATACLASSES = (OnPolicyArguments, DistillationConfig, ModelConfig)
+# trl's configs import torch (seconds): imported where a parser is built, so `python -m sft --help` and a wrong
+# subcommand answer at once
 ON_POLICY_CONFIG = DEFAULT_CONFIG.parent / "toy_on_policy.yaml"
 
 
@@ -39,17 +35,24 @@ def _given(argv: list[str], flag: str) -> bool:
     return flag in argv or any(a.startswith(flag + "=") for a in argv)
 
 
-def make_parser(subparsers=None) -> TrlParser:
+def make_parser(subparsers=None):
+    """The TrlParser of `sft run`: DistillArguments, SFTConfig, ModelConfig."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    dataclasses = (DistillArguments, SFTConfig, ModelConfig)
     if subparsers is not None:
-        return subparsers.add_parser("run", help="Fine-tune a student on traces", dataclass_types=DATACLASSES)
-    return TrlParser(DATACLASSES, prog="python -m sft run")
+        return subparsers.add_parser("run", help="Fine-tune a student on traces", dataclass_types=dataclasses)
+    return TrlParser(dataclasses, prog="python -m sft run")
 
 
-def make_on_policy_parser() -> TrlParser:
-    return TrlParser(ON_POLICY_DATACLASSES, prog="python -m sft on-policy")
+def make_on_policy_parser():
+    """The TrlParser of `sft on-policy`: OnPolicyArguments, DistillationConfig, ModelConfig."""
+    from trl import DistillationConfig, ModelConfig, TrlParser
+
+    return TrlParser((OnPolicyArguments, DistillationConfig, ModelConfig), prog="python -m sft on-policy")
 
 
-def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
+def _unknown_key_message(err: Exception, parser) -> str:
     """One line: the parser's complaint; for unknown keys, close matches and every valid key."""
     text = str(err).splitlines()[0]
     if "not used by the HfArgumentParser" not in text and "Unknown arguments" not in text:
@@ -64,14 +67,16 @@ def _unknown_key_message(err: Exception, parser: TrlParser) -> str:
     return f"{text} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
 
 
-def _check_config_keys(argv: list[str], parser: TrlParser) -> dict:
+def _check_config_keys(argv: list[str], parser) -> dict:
     """The --config YAML as a dict; raises the parser's unknown-key error for keys no dataclass has."""
     path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if path is None and "--config" in argv and argv.index("--config") + 1 < len(argv):
         path = argv[argv.index("--config") + 1]
-    if path is None or not Path(path).is_file():
+    if path is None:
         return {}
-    config = yaml.safe_load(Path(path).read_text()) or {}
+    from sft.checks import load_config
+
+    config = load_config(path)  # UsageError: missing file, YAML syntax, not a mapping
     valid = {a.dest for a in parser._actions}
     unknown = [k for k in config if k not in valid]
     if unknown:
@@ -124,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
         argv = _cpu_defaults(argv, config)
         args, training_args, model_args = parser.parse_args_and_config(argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ValueError as err:
         print(f"error: {_unknown_key_message(err, parser)}", file=sys.stderr)
         return 2

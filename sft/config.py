@@ -292,6 +292,14 @@ class DistillArguments:
             raise ValueError(f"kd_beta must be in [0, 1], got {self.kd_beta}")
         if self.kd_temperature <= 0 or (self.kd_temperature_end is not None and self.kd_temperature_end <= 0):
             raise ValueError("kd_temperature and kd_temperature_end must be > 0")
+        if self.max_samples is not None and self.max_samples <= 0:
+            raise ValueError(
+                f"--max_samples {self.max_samples} leaves no rows: pass a positive number, or omit it"
+            )
+        if self.lint_samples <= 0:
+            raise ValueError(
+                f"--lint_samples {self.lint_samples}: must be > 0 (or --lint false to skip the lint)"
+            )
         if self.kd_chunk_size <= 0:
             raise ValueError(f"kd_chunk_size must be > 0, got {self.kd_chunk_size}")
         self._check_feature_distillation()

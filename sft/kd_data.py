@@ -77,7 +77,7 @@ def prepare_offline_kd(
     if missing:
         raise UsageError(
             f"kd_source=offline needs columns {', '.join(missing)} in the traces: generate them with "
-            "trace_gen's top-k logprobs option, or use --kd_source online"
+            "`python -m trace_gen --logprobs K`, or use --kd_source online"
         )
     prepared = dataset.map(
         _prepare_row,

@@ -40,6 +40,12 @@ def apply_trainer_settings(tokenizer, eos_token: str | None, chat_template_path:
         tokenizer.eos_token = eos_token
     if chat_template_path is not None:
         path = Path(chat_template_path)
+        if not path.exists():
+            shipped = ", ".join(sorted(p.name for p in SHIPPED_DIR.glob("*.jinja")))
+            raise UsageError(
+                f"--chat_template_path {chat_template_path} not found: pass a .jinja file, e.g. one of "
+                f"{SHIPPED_DIR}/ ({shipped})"
+            )
         if not (path.is_file() and path.suffix in (".jinja", ".j2")):
             shipped = ", ".join(sorted(p.name for p in SHIPPED_DIR.glob("*.jinja")))
             raise UsageError(

@@ -18,7 +18,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAn
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from sft.checks import check_kd_pair, check_model_dir, check_online_kd, check_settings, check_topk_ids
+from sft.checks import (
+    check_chat_template,
+    check_inputs,
+    check_kd_pair,
+    check_model_dir,
+    check_online_kd,
+    check_topk_ids,
+)
 from sft.config import DistillArguments, parse_teacher_weights
 from sft.data import load_traces
 from sft.errors import UsageError
@@ -69,9 +76,15 @@ def load_student(model_args: ModelConfig, training_args: SFTConfig):
 
 def load_tokenizer(model_args: ModelConfig, training_args: SFTConfig):
     path = check_model_dir(model_args.model_name_or_path, "--model_name_or_path")
-    return AutoTokenizer.from_pretrained(
-        path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
-    )
+    try:
+        return AutoTokenizer.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+        )
+    except (OSError, ValueError) as err:  # transformers' own message names the file; add the fix
+        raise UsageError(
+            f"--model_name_or_path {path}: its tokenizer does not load ({str(err).splitlines()[0]}): copy the "
+            "tokenizer files of its base model into it, or pass a model directory with a working tokenizer"
+        ) from err
 
 
 def load_teacher(args: DistillArguments, training_args: SFTConfig, path: str | None = None):
@@ -133,7 +146,7 @@ def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int,
 
 def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
-    check_settings(args, training_args)
+    check_inputs(args, training_args, model_args)
     check_born_again_teacher(args.teacher_model_name_or_path)
     out = Path(training_args.output_dir)
     settings = resolved_config(args, training_args, model_args)
@@ -161,6 +174,9 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     tokenizer = load_tokenizer(model_args, training_args)
     stock_template = tokenizer.chat_template
     apply_trainer_settings(tokenizer, training_args.eos_token, training_args.chat_template_path)
+    # with the lint on, the lint reports a missing template and names one that renders these rows
+    if not (args.lint or args.lint_only):
+        check_chat_template(tokenizer, dataset, model_args.model_name_or_path)
     layer_pairs = []
     if teacher_paths:
         student_config = AutoConfig.from_pretrained(model_args.model_name_or_path)
