@@ -123,8 +123,9 @@ def check_inputs(args: DistillArguments, training_args: SFTConfig, model_args: M
     check_numbers(training_args, model_args)
     check_output_dir(training_args.output_dir)
     check_model_dir(model_args.model_name_or_path, "--model_name_or_path", model_args.model_revision)
-    if args.kd_source == "online":
-        check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
+    flag = "--teachers" if args.teachers else "--teacher_model_name_or_path"
+    for path in args.teacher_paths().values():  # none for --kd_self ema (the teacher is the student's EMA)
+        check_model_dir(path, flag)
 
 
 def check_settings(args: DistillArguments, training_args: SFTConfig) -> None:

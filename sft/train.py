@@ -146,8 +146,8 @@ def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int,
 
 def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
+    check_born_again_teacher(args.teacher_model_name_or_path)  # an adapter dir: names its merged/ dir
     check_inputs(args, training_args, model_args)
-    check_born_again_teacher(args.teacher_model_name_or_path)
     out = Path(training_args.output_dir)
     settings = resolved_config(args, training_args, model_args)
     rerun = plan(out, training_args.resume_from_checkpoint, training_args.max_steps, settings)
