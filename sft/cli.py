@@ -10,6 +10,10 @@ Usage:
     python -m sft run --config configs/sft/toy_student.yaml --traces runs/demo/traces --output_dir runs/s
     python -m sft on-policy --config configs/sft/toy_on_policy.yaml   # after `sft run`: sft/on_policy.py
     python -m sft init-student --teacher DIR --keep-every 2 --output-dir runs/student_init   # sft/init_student.py
+    python -m sft card runs/s --eval runs/eval/summary.json   # re-render the model card with eval numbers
+
+Flags follow the vocabulary of trace_gen and eval_harness (FLAG_ALIASES): `--model`, `--teacher`, `--output-dir`,
+`--dataset`, and every flag also in its dash spelling (`--max-steps`).
 """
 
 import difflib
@@ -29,6 +33,29 @@ NEEDS_RECIPE = ("--model_name_or_path", "--traces")  # naming either means "not 
 RECIPE = "configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml"
 ON_POLICY_NEEDS_RECIPE = ("--model_name_or_path", "--teacher_model_name_or_path", "--teachers", "--prompts")
 ON_POLICY_RECIPE = "configs/sft/r1_distill_qwen_1.5b_from_7b_on_policy.yaml"
+
+
+# the shared vocabulary (README "Vocabulary") -> the dataclass field it names
+FLAG_ALIASES = {
+    "--model": "--model_name_or_path",
+    "--teacher": "--teacher_model_name_or_path",
+    "--dataset": "--dataset_name",
+}
+
+
+def canonical_flags(argv: list[str]) -> list[str]:
+    """Rewrite the shared vocabulary and dash spellings to the field names (`--max-steps=3` -> `--max_steps=3`).
+
+    HfArgumentParser also accepts the dash spellings; rewriting them first lets the checks below look for one name.
+    """
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and len(arg) > 2:
+            flag, eq, value = arg.partition("=")
+            flag = FLAG_ALIASES.get(flag, flag)
+            arg = "--" + flag[2:].replace("-", "_") + eq + value
+        out.append(arg)
+    return out
 
 
 def _given(argv: list[str], flag: str) -> bool:
@@ -100,17 +127,23 @@ def main(argv: list[str] | None = None) -> int:
         print("\nsubcommands:\n  run    fine-tune a student on traces (see `python -m sft run --help`)")
         print("  on-policy  distil the student on its own samples (see `python -m sft on-policy --help`)")
         print("  init-student  a student from teacher layers (see `python -m sft init-student --help`)")
+        print("  card   re-render a run's model card with eval numbers (see `python -m sft card --help`)")
         return 0
     if argv[0] == "init-student":
         from sft.init_student import main as init_student
 
         return init_student(argv[1:])
+    if argv[0] == "card":
+        from sft.model_card import main as card
+
+        return card(argv[1:])
     if argv[0] not in ("run", "on-policy"):
         print(
-            f"error: unknown subcommand {argv[0]!r}; use `python -m sft run|on-policy ...`", file=sys.stderr
+            f"error: unknown subcommand {argv[0]!r}; use `python -m sft run|on-policy|init-student|card ...`",
+            file=sys.stderr,
         )
         return 2
-    command, argv = argv[0], argv[1:]
+    command, argv = argv[0], canonical_flags(argv[1:])
     run = command == "run"
     if not _given(argv, "--config") and "-h" not in argv and "--help" not in argv:
         named = [flag for flag in (NEEDS_RECIPE if run else ON_POLICY_NEEDS_RECIPE) if _given(argv, flag)]

@@ -12,6 +12,7 @@ The card replaces PEFT's blank template in RUN_DIR (the adapter or full model) a
 """
 
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -185,3 +186,59 @@ def write_cards(run_dir: Path, evaluation: dict | None = None) -> list[Path]:
         tmp.replace(model_dir / CARD)
         written.append(model_dir / CARD)
     return written
+
+
+def load_evaluation(path: str) -> dict:
+    """An eval_harness summary.json ({"benchmarks": {name: {"pass@1": ...}}}); UsageError for anything else."""
+    from sft.errors import UsageError
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / "summary.json"
+    if not file.is_file():
+        raise UsageError(
+            f"--eval {path}: no such file; pass EVAL_OUTPUT_DIR/summary.json of `python -m eval_harness`"
+        )
+    try:
+        evaluation = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"--eval {file} is not JSON ({err}): pass eval_harness's summary.json") from None
+    benchmarks = evaluation.get("benchmarks") if isinstance(evaluation, dict) else None
+    if not isinstance(benchmarks, dict) or not all(
+        isinstance(s, dict) and "pass@1" in s for s in benchmarks.values()
+    ):
+        raise UsageError(
+            f"--eval {file} is not an eval_harness summary.json (no `benchmarks` of pass@1 numbers): pass "
+            "EVAL_OUTPUT_DIR/summary.json written by `python -m eval_harness`"
+        )
+    return evaluation
+
+
+def main(argv: list[str]) -> int:
+    """`python -m sft card RUN_DIR [--eval EVAL_OUTPUT/summary.json]`: re-render the run's model card."""
+    import argparse
+
+    from sft.errors import UsageError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sft card", description="Re-render the model card (README.md) of a finished `sft run`."
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="output directory of `python -m sft run`")
+    parser.add_argument(
+        "--eval",
+        metavar="SUMMARY_JSON",
+        help="eval_harness summary.json (or its output directory): adds pass@1 / avg@K / maj@K per benchmark",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if not (Path(args.run_dir) / "run_summary.json").is_file():
+            raise UsageError(
+                f"{args.run_dir} has no run_summary.json: pass the --output_dir of a finished `python -m sft run`"
+            )
+        evaluation = load_evaluation(args.eval) if args.eval else None
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for card in write_cards(Path(args.run_dir), evaluation):
+        print(f"wrote {card}")
+    return 0

@@ -76,3 +76,41 @@ def test_eval_unknown_benchmark(tmp_path, capsys):
     assert eval_main(["--model", str(tmp_path), "--benchmarks", "mmlu", "--output-dir", str(tmp_path)]) == 2
     line = _one_error_line(capsys)
     assert "unknown benchmark 'mmlu'" in line and "toy" in line
+
+
+def test_sft_flag_vocabulary_rewrites_to_field_names():
+    from sft.cli import canonical_flags
+
+    argv = [
+        "--model",
+        "M",
+        "--teacher=T",
+        "--output-dir",
+        "o",
+        "--dataset",
+        "d",
+        "--max-steps=3",
+        "--lora-r",
+        "8",
+    ]
+    assert canonical_flags(argv) == ["--model_name_or_path", "M", "--teacher_model_name_or_path=T",
+                                     "--output_dir", "o", "--dataset_name", "d", "--max_steps=3", "--lora_r", "8"]  # fmt: skip
+
+
+def test_sft_shared_vocabulary_reaches_the_parser(tmp_path, capsys):
+    rc = sft_main(["run", "--config", "configs/sft/toy_student.yaml", "--model", str(tmp_path / "nope"),
+                   "--output-dir", str(tmp_path / "o"), "--max-steps", "1"])  # fmt: skip
+    line = _one_error_line(capsys)
+    assert rc == 2 and "--model_name_or_path" in line and "nope" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_sft_card_bad_input(tmp_path, capsys):
+    assert sft_main(["card", str(tmp_path)]) == 2
+    assert "no run_summary.json" in _one_error_line(capsys)
+    (tmp_path / "run_summary.json").write_text("{}")
+    assert sft_main(["card", str(tmp_path), "--eval", str(tmp_path / "missing.json")]) == 2
+    assert "no such file" in _one_error_line(capsys)
+    (tmp_path / "other.json").write_text('{"accuracy": 1}')
+    assert sft_main(["card", str(tmp_path), "--eval", str(tmp_path / "other.json")]) == 2
+    assert "not an eval_harness summary.json" in _one_error_line(capsys)

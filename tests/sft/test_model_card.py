@@ -72,3 +72,16 @@ def test_write_cards_replaces_both_model_dirs(tmp_path):
     assert written == [tmp_path / "README.md", tmp_path / "merged" / "README.md"]
     assert "from `T`" in (tmp_path / "README.md").read_text()
     assert _meta((tmp_path / "merged" / "README.md").read_text())["library_name"] == "transformers"
+
+
+def test_card_command_adds_eval_numbers(tmp_path):
+    from sft.cli import main
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "run_summary.json").write_text(json.dumps(SUMMARY))
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "summary.json").write_text(json.dumps(EVAL))
+    assert main(["card", str(tmp_path)]) == 0
+    assert "Not evaluated yet" in (tmp_path / "README.md").read_text()
+    assert main(["card", str(tmp_path), "--eval", str(tmp_path / "eval" / "summary.json")]) == 0
+    assert "| aime24 | 30 | 64 | 30.0% [20.0, 40.0]" in (tmp_path / "README.md").read_text()
