@@ -11,6 +11,7 @@ from huggingface_hub import constants, try_to_load_from_cache
 from trl import ModelConfig, SFTConfig
 
 from sft.config import REPO_ROOT, DistillArguments
+from sft.data import trace_files
 from sft.errors import UsageError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -223,3 +224,39 @@ def check_online_kd(args: DistillArguments, training_args: SFTConfig, student_co
         return layer_map(kind, s_text.num_hidden_layers, t_text.num_hidden_layers, layers)
     except ValueError as err:
         raise UsageError(f"kd_layer_map {args.kd_layer_map!r}: {err}") from None
+
+
+def check_data_source(
+    args: DistillArguments, training_args: SFTConfig, script_args=None, mixture=None
+) -> None:
+    """The dataset options (TRL's ScriptArguments / DatasetMixtureConfig, None: --traces) and the eval source."""
+    named = script_args is not None and script_args.dataset_name
+    mixed = mixture is not None and mixture.datasets
+    if named and mixed:
+        raise UsageError(
+            "give one dataset source: --dataset_name or a `datasets:` mixture in the recipe, not both"
+        )
+    if (script_args is not None and script_args.dataset_streaming) or (
+        mixture is not None and mixture.streaming
+    ):
+        raise UsageError(
+            "streaming datasets are not supported (the lint, teacher shares and row counts read the rows): set "
+            "dataset_streaming / streaming to false"
+        )
+    if mixture is not None and mixture.test_split_size is not None:
+        raise UsageError(
+            "test_split_size splits without a seed: use --eval_split_ratio R (seeded by data_seed/seed) instead"
+        )
+    evaluate = training_args.eval_strategy != "no"
+    if not evaluate and (args.eval_traces or args.eval_split_ratio):
+        flag = "--eval_traces" if args.eval_traces else "--eval_split_ratio"
+        raise UsageError(
+            f"{flag} without --eval_strategy: nothing would evaluate them; add --eval_strategy steps --eval_steps N"
+        )
+    if evaluate and not (args.eval_traces or args.eval_split_ratio or named):
+        raise UsageError(
+            f"--eval_strategy {training_args.eval_strategy.value} has no eval data: pass --eval_traces DIR, "
+            "--eval_split_ratio 0.05, or --dataset_name with a --dataset_test_split (or --eval_strategy no)"
+        )
+    if args.eval_traces:
+        trace_files(args.eval_traces, False)  # UsageError: not found / no Parquet parts

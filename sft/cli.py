@@ -29,7 +29,11 @@ from sft.on_policy_config import OnPolicyArguments
 ON_POLICY_CONFIG = DEFAULT_CONFIG.parent / "toy_on_policy.yaml"
 
 
-NEEDS_RECIPE = ("--model_name_or_path", "--traces")  # naming either means "not the toy demo"
+NEEDS_RECIPE = (
+    "--model_name_or_path",
+    "--traces",
+    "--dataset_name",
+)  # naming either means "not the toy demo"
 RECIPE = "configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml"
 ON_POLICY_NEEDS_RECIPE = ("--model_name_or_path", "--teacher_model_name_or_path", "--teachers", "--prompts")
 ON_POLICY_RECIPE = "configs/sft/r1_distill_qwen_1.5b_from_7b_on_policy.yaml"
@@ -63,10 +67,11 @@ def _given(argv: list[str], flag: str) -> bool:
 
 
 def make_parser(subparsers=None):
-    """The TrlParser of `sft run`: DistillArguments, SFTConfig, ModelConfig."""
-    from trl import ModelConfig, SFTConfig, TrlParser
+    """The TrlParser of `sft run`: DistillArguments, SFTConfig, ModelConfig, and TRL's dataset options
+    (ScriptArguments: --dataset_name ...; DatasetMixtureConfig: a `datasets:` mixture in the recipe)."""
+    from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-    dataclasses = (DistillArguments, SFTConfig, ModelConfig)
+    dataclasses = (DistillArguments, SFTConfig, ModelConfig, ScriptArguments, DatasetMixtureConfig)
     if subparsers is not None:
         return subparsers.add_parser("run", help="Fine-tune a student on traces", dataclass_types=dataclasses)
     return TrlParser(dataclasses, prog="python -m sft run")
@@ -109,6 +114,16 @@ def _check_config_keys(argv: list[str], parser) -> dict:
     if unknown:
         raise ValueError(f"Unknown arguments from config file {path}: {unknown}")
     return config
+
+
+def check_one_data_source(argv: list[str], config: dict) -> None:
+    """--traces (trace_gen output, the default) or TRL's dataset options (--dataset_name / a `datasets:` mixture)."""
+    dataset_in_config = "dataset_name" in config or bool(config.get("datasets"))
+    dataset = _given(argv, "--dataset_name") or dataset_in_config
+    if dataset and (_given(argv, "--traces") or ("traces" in config and dataset_in_config)):
+        raise UsageError(
+            "--traces and --dataset_name (or a `datasets:` mixture) both name the training rows: give one"
+        )
 
 
 def _cpu_defaults(argv: list[str], config: dict) -> list[str]:
@@ -160,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser() if run else make_on_policy_parser()
     try:
         config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
+        if run:
+            check_one_data_source(argv, config)
         argv = _cpu_defaults(argv, config)
-        args, training_args, model_args = parser.parse_args_and_config(argv)
+        args, training_args, model_args, *data_args = parser.parse_args_and_config(argv)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -174,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         from sft.on_policy import run as train
 
     try:
-        train(args, training_args, model_args)
+        train(args, training_args, model_args, *data_args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

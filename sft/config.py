@@ -41,6 +41,20 @@ class DistillArguments:
             "several separated by commas (e.g. one trace_gen run per teacher)."
         },
     )
+    eval_traces: str | None = field(
+        default=None,
+        metadata={
+            "help": "Rows to evaluate on with --eval_strategy steps|epoch: a traces directory or file like --traces "
+            "(or use --eval_split_ratio, or the --dataset_test_split of --dataset_name)."
+        },
+    )
+    eval_split_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "Hold out this share of the training rows for evaluation (seeded by data_seed/seed), e.g. 0.05; "
+            "needs --eval_strategy steps|epoch."
+        },
+    )
     keep_verdicts: list[str] = field(
         default_factory=lambda: ["correct", "passed"],
         metadata={"help": "Train only on rows whose `verdict` is one of these; `all` trains on every row."},
@@ -295,6 +309,12 @@ class DistillArguments:
         if self.max_samples is not None and self.max_samples <= 0:
             raise ValueError(
                 f"--max_samples {self.max_samples} leaves no rows: pass a positive number, or omit it"
+            )
+        if self.eval_split_ratio is not None and not 0.0 < self.eval_split_ratio < 1.0:
+            raise ValueError(f"--eval_split_ratio {self.eval_split_ratio}: must be in (0, 1), e.g. 0.05")
+        if self.eval_split_ratio is not None and self.eval_traces:
+            raise ValueError(
+                "give one evaluation source: --eval_traces DIR or --eval_split_ratio R, not both"
             )
         if self.lint_samples <= 0:
             raise ValueError(

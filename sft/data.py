@@ -7,12 +7,13 @@ keeps its `teacher` column, and `--trace_teacher_weights "A=1,B=0.5"` sets each 
 
 import logging
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Dataset, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from datasets.exceptions import DatasetGenerationError
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
@@ -119,6 +120,23 @@ def _check_rows(ds: Dataset, traces: str) -> str:
     return column
 
 
+@contextmanager
+def _quiet_reads():
+    """Small local reads: no progress bars (they would bury an error line below them), and no JSON-builder log
+    of what the UsageError says."""
+    bars = is_progress_bar_enabled()
+    disable_progress_bar()
+    json_log = logging.getLogger("datasets.packaged_modules.json.json")
+    json_level = json_log.level
+    json_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        json_log.setLevel(json_level)
+        if bars:
+            enable_progress_bar()
+
+
 def load_traces(
     traces: str,
     keep_verdicts: list[str],
@@ -136,12 +154,7 @@ def load_traces(
     """
     files = _non_empty(trace_files(traces, include_rejected), traces)
     kind = "json" if files[0].endswith((".jsonl", ".json")) else "parquet"
-    bars = is_progress_bar_enabled()
-    disable_progress_bar()  # small local reads: the bars would only bury an error line below them
-    json_log = logging.getLogger("datasets.packaged_modules.json.json")  # logs what the UsageError below says
-    json_level = json_log.level
-    json_log.setLevel(logging.CRITICAL)
-    try:
+    with _quiet_reads():
         try:
             ds = load_dataset(kind, data_files=files, split="train")
         except DatasetGenerationError as err:  # e.g. a JSON syntax error or non-UTF-8 bytes
@@ -150,26 +163,148 @@ def load_traces(
                 f"{traces} cannot be read as {kind.upper()} ({type(cause).__name__}: {str(cause).splitlines()[0]}): "
                 "fix the file, or pass trace_gen's output with --traces"
             ) from err
-        column = _check_rows(ds, traces)
-        if "all" not in keep_verdicts and "verdict" in ds.column_names:
-            keep = set(keep_verdicts)
-            found = Counter(ds["verdict"])
-            ds = ds.filter(lambda v: v in keep, input_columns="verdict")
-            if len(ds) == 0:
-                counts = ", ".join(f"{v}: {n}" for v, n in found.most_common())
-                raise UsageError(
-                    f"no rows left in {traces} after keeping verdicts {keep_verdicts}: {sum(found.values())} "
-                    f"rows, verdicts found: {counts}; pass --keep_verdicts with one of them, or all"
-                )
-    finally:
-        json_log.setLevel(json_level)
-        if bars:
-            enable_progress_bar()
+        return select_rows(ds, traces, keep_verdicts, max_samples, extra_columns, teacher_weights, seed)
+
+
+def select_rows(
+    ds: Dataset,
+    source: str,
+    keep_verdicts: list[str],
+    max_samples: int | None = None,
+    extra_columns: tuple[str, ...] = (),
+    teacher_weights: dict[str, float] | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """The rows to train on (any source): checked chat/text rows, kept verdicts, teacher shares, max_samples."""
+    column = _check_rows(ds, source)
+    if "all" not in keep_verdicts and "verdict" in ds.column_names:
+        keep = set(keep_verdicts)
+        found = Counter(ds["verdict"])
+        ds = ds.filter(lambda v: v in keep, input_columns="verdict")
+        if len(ds) == 0:
+            counts = ", ".join(f"{v}: {n}" for v, n in found.most_common())
+            raise UsageError(
+                f"no rows left in {source} after keeping verdicts {keep_verdicts}: {sum(found.values())} "
+                f"rows, verdicts found: {counts}; pass --keep_verdicts with one of them, or all"
+            )
     if len(ds) == 0:
-        raise UsageError(f"{traces} has 0 rows: generate traces first")
+        raise UsageError(f"{source} has 0 rows: generate traces first")
     if teacher_weights is not None:
-        ds, keep = select_by_teacher(ds, teacher_weights, seed)
-        print(f"trace teachers: {', '.join(f'{t} {n} rows' for t, n in keep.items())}", flush=True)
+        ds, kept = select_by_teacher(ds, teacher_weights, seed)
+        print(f"trace teachers: {', '.join(f'{t} {n} rows' for t, n in kept.items())}", flush=True)
     if max_samples is not None:
         ds = ds.select(range(min(max_samples, len(ds))))
     return ds.select_columns([column, *(c for c in extra_columns if c in ds.column_names)])
+
+
+def load_named_dataset(name: str, config: str | None) -> DatasetDict:
+    """--dataset_name: a hub id (cached, when offline), a local directory or file `datasets.load_dataset` reads
+    (Parquet/JSONL/CSV files, a saved hub snapshot), or a directory written by `Dataset.save_to_disk`."""
+    local = Path(name).expanduser()
+    with _quiet_reads():
+        try:
+            if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():  # save_to_disk
+                loaded = load_from_disk(str(local))
+            elif local.is_file():
+                kind = {".jsonl": "json", ".json": "json"}.get(local.suffix, local.suffix.lstrip("."))
+                loaded = load_dataset(kind, data_files=str(local))
+            else:
+                loaded = load_dataset(name, name=config)
+        except ConnectionError as err:  # offline (HF_HUB_OFFLINE=1) and not in the cache, or no network
+            raise UsageError(
+                f"--dataset_name {name}: not a local path and not in the datasets cache ({str(err).splitlines()[0]}): "
+                "download it first (huggingface-cli download --repo-type dataset NAME) or pass a local directory"
+            ) from None
+        except (FileNotFoundError, ValueError, DatasetGenerationError) as err:
+            raise UsageError(
+                f"--dataset_name {name}: datasets.load_dataset cannot read it ({type(err).__name__}: "
+                f"{str(err).splitlines()[0]}): pass a hub id, a directory of Parquet/JSONL files, or a "
+                "save_to_disk directory"
+            ) from None
+    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+
+
+def load_mixture(mixture) -> Dataset:
+    """A `datasets:` mixture (TRL's DatasetMixtureConfig: path, name, split, columns, fraction = its weight),
+    read by TRL's own get_dataset: each `fraction` is the dataset's share of the rows, none repeated."""
+    from trl import get_dataset
+
+    with _quiet_reads():
+        try:
+            return get_dataset(mixture)["train"]
+        except ConnectionError as err:
+            raise UsageError(
+                f"datasets mixture: a dataset is not local and not in the cache ({str(err).splitlines()[0]}): "
+                "download it first or give its local path"
+            ) from None
+        except (FileNotFoundError, ValueError, DatasetGenerationError) as err:
+            raise UsageError(
+                f"datasets mixture: {type(err).__name__}: {str(err).splitlines()[0]} (each entry needs `path`, "
+                "optional `name`, `split`, `columns`, and `fraction` on all entries or none)"
+            ) from None
+
+
+def split_of(splits: DatasetDict, split: str, name: str, flag: str) -> Dataset:
+    if split not in splits:
+        raise UsageError(
+            f"--dataset_name {name} has no split {split!r} (splits: {', '.join(splits)}): pass {flag} with one of them"
+        )
+    return splits[split]
+
+
+def training_splits(
+    args,
+    script_args=None,
+    mixture=None,
+    evaluate: bool = False,
+    extra_columns: tuple[str, ...] = (),
+    teacher_weights: dict[str, float] | None = None,
+    seed: int = 0,
+) -> tuple[Dataset, Dataset | None, str]:
+    """(train rows, eval rows or None, the source's name) for `sft run`.
+
+    args: DistillArguments; script_args / mixture: TRL's ScriptArguments / DatasetMixtureConfig (None: traces).
+    Train rows come from a `datasets:` mixture, --dataset_name, or --traces (the default). With `evaluate`,
+    eval rows come from --eval_traces, --eval_split_ratio of the train rows (seeded), or the dataset's
+    --dataset_test_split; --max_samples then caps the train rows.
+    """
+
+    def pick(ds: Dataset, source: str, weights=None) -> Dataset:
+        return select_rows(ds, source, args.keep_verdicts, None, extra_columns, weights, seed)
+
+    splits = None
+    if mixture is not None and mixture.datasets:
+        source = "datasets mixture (" + ", ".join(d.path for d in mixture.datasets) + ")"
+        train = pick(load_mixture(mixture), source, teacher_weights)
+    elif script_args is not None and script_args.dataset_name:
+        source = script_args.dataset_name
+        splits = load_named_dataset(source, script_args.dataset_config)
+        train_split = split_of(splits, script_args.dataset_train_split, source, "--dataset_train_split")
+        train = pick(train_split, source, teacher_weights)
+    else:
+        source = args.traces
+        train = load_traces(
+            args.traces, args.keep_verdicts, args.include_rejected, None, extra_columns, teacher_weights, seed
+        )
+    evaluation = None
+    if evaluate and args.eval_traces:
+        evaluation = load_traces(args.eval_traces, args.keep_verdicts, False, None, extra_columns, None, seed)
+    elif evaluate and args.eval_split_ratio:
+        if round(len(train) * args.eval_split_ratio) < 1:
+            raise UsageError(
+                f"--eval_split_ratio {args.eval_split_ratio} of {len(train)} rows holds out no row: raise it"
+            )
+        held = train.train_test_split(test_size=args.eval_split_ratio, seed=seed)
+        train, evaluation = held["train"], held["test"]
+    elif evaluate and splits is not None and script_args.dataset_test_split in splits:
+        test = script_args.dataset_test_split
+        evaluation = pick(splits[test], f"{source} [{test}]")
+    elif evaluate:
+        found = f" (splits: {', '.join(splits)})" if splits is not None else ""
+        raise UsageError(
+            f"--eval_strategy is set but {source} gives no eval rows{found}: pass --eval_traces DIR, "
+            "--eval_split_ratio 0.05, or --dataset_test_split SPLIT (or --eval_strategy no)"
+        )
+    if args.max_samples is not None:
+        train = train.select(range(min(args.max_samples, len(train))))
+    return train, evaluation, source

@@ -15,11 +15,20 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
+from trl import (
+    DatasetMixtureConfig,
+    ModelConfig,
+    ScriptArguments,
+    SFTConfig,
+    SFTTrainer,
+    get_peft_config,
+    get_quantization_config,
+)
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from sft.checks import (
     check_chat_template,
+    check_data_source,
     check_inputs,
     check_kd_pair,
     check_model_dir,
@@ -27,7 +36,7 @@ from sft.checks import (
     check_topk_ids,
 )
 from sft.config import DistillArguments, parse_teacher_weights
-from sft.data import load_traces
+from sft.data import training_splits
 from sft.errors import UsageError
 from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd, route_rows
 from sft.kd_trainer import DistillSFTTrainer
@@ -144,10 +153,20 @@ def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int,
         )
 
 
-def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
-    """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
+def run(
+    args: DistillArguments,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    script_args: ScriptArguments | None = None,
+    mixture: DatasetMixtureConfig | None = None,
+) -> Path | None:
+    """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only).
+
+    script_args / mixture: TRL's dataset options (--dataset_name ..., a `datasets:` mixture); None trains on --traces.
+    """
     check_born_again_teacher(args.teacher_model_name_or_path)  # an adapter dir: names its merged/ dir
     check_inputs(args, training_args, model_args)
+    check_data_source(args, training_args, script_args, mixture)
     out = Path(training_args.output_dir)
     settings = resolved_config(args, training_args, model_args)
     rerun = plan(out, training_args.resume_from_checkpoint, training_args.max_steps, settings)
@@ -164,12 +183,15 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     )
     weights = parse_teacher_weights(args.trace_teacher_weights) if args.trace_teacher_weights else None
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-    dataset = load_traces(
-        args.traces, args.keep_verdicts, args.include_rejected, args.max_samples, extra, weights, seed
+    evaluate = training_args.eval_strategy != "no"
+    dataset, eval_dataset, source = training_splits(
+        args, script_args, mixture, evaluate, extra, weights, seed
     )
     teacher_paths = args.teacher_paths()
     if args.teacher_column:
         dataset = route_rows(dataset, args.teacher_column, list(teacher_paths))
+        if eval_dataset is not None:
+            eval_dataset = route_rows(eval_dataset, args.teacher_column, list(teacher_paths))
     n_rows = len(dataset)
     tokenizer = load_tokenizer(model_args, training_args)
     stock_template = tokenizer.chat_template
@@ -213,6 +235,10 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     if args.kd_source == "offline":
         dataset, stats = prepare_offline_kd(dataset, tokenizer, training_args.max_length, train_template)
         print(format_alignment(stats), flush=True)
+        if eval_dataset is not None:
+            eval_dataset, _ = prepare_offline_kd(
+                eval_dataset, tokenizer, training_args.max_length, train_template
+            )
         summary["offline_alignment"] = {k: v for k, v in stats.items() if k != "examples"}
         training_args.remove_unused_columns = False  # keep the top-k columns for the collator
         # rows come tokenized, labels already masked to the assistant
@@ -242,6 +268,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         model=model,
         args=training_args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
@@ -299,6 +326,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         (out / "lint_report.txt").write_text(report.format() + "\n")
     summary = {
         "train_rows": len(dataset),
+        "eval_rows": len(eval_dataset) if eval_dataset is not None else 0,
         "mode": "qlora" if model_args.load_in_4bit else "lora" if model_args.use_peft else "full",
         "final_model": str(final),
         "train_loss": trainer.state.log_history[-1].get("train_loss"),
@@ -308,7 +336,7 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         "kd_source": args.kd_source,
         "kd_alpha": args.kd_alpha,
         "base_model": as_given(model_args.model_name_or_path),
-        "traces": args.traces,
+        "traces": source,
         "settings": settings,  # what differs from the defaults (run_config.yaml): the model card's method section
         **summary,
     }
