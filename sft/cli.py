@@ -159,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     command, argv = argv[0], canonical_flags(argv[1:])
+    if command == "run" and ("-h" in argv or "--help" in argv):
+        from sft.run_help import format_help
+
+        print(format_help(FLAG_ALIASES))  # fast: no torch/trl import
+        return 0
+    if "--help_all" in argv:  # canonical_flags spelled --help-all so
+        argv = ["--help"]  # TrlParser's full help
     run = command == "run"
     if not _given(argv, "--config") and "-h" not in argv and "--help" not in argv:
         named = [flag for flag in (NEEDS_RECIPE if run else ON_POLICY_NEEDS_RECIPE) if _given(argv, flag)]

@@ -114,3 +114,44 @@ def test_sft_card_bad_input(tmp_path, capsys):
     (tmp_path / "other.json").write_text('{"accuracy": 1}')
     assert sft_main(["card", str(tmp_path), "--eval", str(tmp_path / "other.json")]) == 2
     assert "not an eval_harness summary.json" in _one_error_line(capsys)
+
+
+def test_sft_run_help_table_matches_trl():
+    """The fast grouped help copies TRL's defaults and help: every entry must match the installed TRL."""
+    import dataclasses
+
+    from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig
+
+    from sft.run_help import GROUPS, TRL_FIELDS
+
+    classes = {c.__name__: c for c in (SFTConfig, ModelConfig, ScriptArguments, DatasetMixtureConfig)}
+    for name, (group, owner, default, text) in TRL_FIELDS.items():
+        field = {f.name: f for f in dataclasses.fields(classes[owner])}[name]
+        real = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        assert getattr(real, "value", real) == default, f"{name}: TRL default {real!r}, table {default!r}"
+        assert " ".join(field.metadata["help"].split()).startswith(text), f"{name}: TRL's help changed"
+        assert group in GROUPS
+
+
+def test_sft_run_help_is_grouped_and_lists_every_distill_field():
+    import dataclasses
+
+    from sft.config import DistillArguments
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sft", "run", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    code = "import sys; from sft.cli import main; main(['run', '--help']); print(sorted({'torch', 'trl'} & set(sys.modules)))"
+    heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert heavy.stdout.splitlines()[-1] == "[]", (
+        "the grouped help must not import torch or trl (it stays fast)"
+    )
+    for heading in ("data", "model", "fine-tuning mode", "distillation", "training", "output and checks"):
+        assert f"\n{heading}" in out, heading
+    for f in dataclasses.fields(DistillArguments):
+        assert f"--{f.name}" in out, f.name
+    assert (
+        "--model, --model_name_or_path  (default: None)" in out and "--learning_rate  (default: 2e-05)" in out
+    )

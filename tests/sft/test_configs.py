@@ -35,7 +35,7 @@ def test_sft_config_parses(path):
     # the GPU recipes say bf16: true, which TrainingArguments refuses on a CPU-only machine
     argv = ["--config", str(path), "--bf16", "false"]
     parser = make_on_policy_parser() if path.stem.endswith("_on_policy") else make_parser()
-    args, _, _ = parser.parse_args_and_config(argv)
+    args, *_ = parser.parse_args_and_config(argv)  # sft run: also TRL's dataset options
     keys = set(yaml.safe_load(text))
     assert keys, path
     if "kd_source" in keys:
