@@ -99,16 +99,23 @@ def _unknown_key_message(err: Exception, parser) -> str:
     return f"{text} {'; '.join(hints)} (valid keys: {', '.join(valid)})"
 
 
-def _check_config_keys(argv: list[str], parser) -> dict:
-    """The --config YAML as a dict; raises the parser's unknown-key error for keys no dataclass has."""
+def _config_path(argv: list[str]) -> str | None:
     path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if path is None and "--config" in argv and argv.index("--config") + 1 < len(argv):
         path = argv[argv.index("--config") + 1]
+    return path
+
+
+def _check_config_keys(argv: list[str], parser, run: bool) -> dict:
+    """The --config YAML as a dict; raises the parser's unknown-key error for keys no dataclass has."""
+    path = _config_path(argv)
     if path is None:
         return {}
     from sft.checks import load_config
 
     config = load_config(path)  # UsageError: missing file, YAML syntax, not a mapping
+    if run:
+        check_one_data_source(argv, config)
     valid = {a.dest for a in parser._actions}
     unknown = [k for k in config if k not in valid]
     if unknown:
@@ -118,6 +125,12 @@ def _check_config_keys(argv: list[str], parser) -> dict:
 
 def check_one_data_source(argv: list[str], config: dict) -> None:
     """--traces (trace_gen output, the default) or TRL's dataset options (--dataset_name / a `datasets:` mixture)."""
+    if "dataset_mixture" in config:
+        raise UsageError(
+            "`dataset_mixture:` is open-r1's block (its `weight` subsamples each dataset); write TRL's `datasets:` "
+            "list instead: `datasets: [{path: ID_OR_DIR, name: CONFIG, split: train, columns: [messages], fraction: "
+            "W}]` (fraction = the dataset's share of the mixture's rows)"
+        )
     dataset_in_config = "dataset_name" in config or bool(config.get("datasets"))
     dataset = _given(argv, "--dataset_name") or dataset_in_config
     if dataset and (_given(argv, "--traces") or ("traces" in config and dataset_in_config)):
@@ -181,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["--config", str(DEFAULT_CONFIG if run else ON_POLICY_CONFIG), *argv]
     parser = make_parser() if run else make_on_policy_parser()
     try:
-        config = _check_config_keys(argv, parser)  # before the dataclasses validate values (e.g. bf16 on CPU)
-        if run:
-            check_one_data_source(argv, config)
+        config = _check_config_keys(
+            argv, parser, run
+        )  # before the dataclasses validate values (e.g. bf16 on CPU)
         argv = _cpu_defaults(argv, config)
         args, training_args, model_args, *data_args = parser.parse_args_and_config(argv)
     except UsageError as err:

@@ -124,3 +124,23 @@ def test_bad_dataset_options_one_line(toy, tmp_path, capsys, extra, expected):
     assert sft(toy, tmp_path / "out", *extra) == 2
     assert expected in one_error(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_recipe_mixture_block_reaches_get_dataset(toy, tmp_path, capsys):
+    import yaml
+
+    for tag, n in (("a", 12), ("b", 12)):
+        (tmp_path / tag).mkdir()
+        Dataset.from_list(rows(tag, n)).to_parquet(tmp_path / tag / "train.parquet")
+    recipe = {k: v for k, v in yaml.safe_load(DEFAULT_CONFIG.read_text()).items() if k != "traces"}
+    mixture = [{"path": str(tmp_path / "a"), "fraction": 1.0}, {"path": str(tmp_path / "b"), "fraction": 1.0}]
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump({**recipe, "datasets": mixture}))
+    argv = ["run", "--config", str(tmp_path / "mix.yaml"), "--model", str(toy.student), "--output-dir",
+            str(tmp_path / "out"), "--max-steps", "1", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["train_rows"] == 24 and "mixture" in summary["traces"]
+    # open-r1's block has other semantics (weight subsamples each dataset): one line with TRL's spelling
+    (tmp_path / "r1.yaml").write_text(yaml.safe_dump({**recipe, "dataset_mixture": {"datasets": []}}))
+    assert main([*argv[:2], str(tmp_path / "r1.yaml"), *argv[3:]]) == 2
+    assert "write TRL's `datasets:`" in one_error(capsys)
