@@ -43,7 +43,7 @@ def _default(f: dataclasses.Field):
 
 
 def resolved_config(*configs) -> dict:
-    """Fields (of the three argument dataclasses) whose resolved value differs from the field's default."""
+    """Fields (of the argument dataclasses) whose resolved value differs from the field's default."""
     out = {}
     for config in configs:
         values = config.to_dict() if isinstance(config, TrainingArguments) else dataclasses.asdict(config)
@@ -76,10 +76,9 @@ def versions() -> dict:
     return out
 
 
-def write_run_info(out: Path, args, training_args, model_args) -> None:
-    """Write run_config.yaml and run_info.json into `out` (created if needed)."""
+def write_run_info(out: Path, config: dict, training_args) -> None:
+    """Write run_config.yaml (`config`: resolved_config of the run's dataclasses) and run_info.json into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    config = resolved_config(args, training_args, model_args)
     header = "# Resolved configuration of this run (YAML + command line); rerun: python -m sft run --config THIS_FILE\n"
     (out / "run_config.yaml").write_text(header + yaml.safe_dump(config, sort_keys=True, allow_unicode=True))
     info = {

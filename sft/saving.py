@@ -47,7 +47,8 @@ IDENTITY = (
     "model_name_or_path", "traces", "keep_verdicts", "include_rejected", "max_samples", "kd_source",
     "teacher_model_name_or_path", "kd_alpha", "use_peft", "load_in_4bit", "lora_r", "lora_alpha",
     "lora_target_modules", "learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "max_length", "seed", "data_seed",
+    "gradient_accumulation_steps", "max_length", "seed", "data_seed", "dataset_name", "dataset_config",
+    "dataset_train_split", "datasets", "eval_split_ratio",
 )  # fmt: skip
 
 

@@ -168,7 +168,7 @@ def run(
     check_inputs(args, training_args, model_args)
     check_data_source(args, training_args, script_args, mixture)
     out = Path(training_args.output_dir)
-    settings = resolved_config(args, training_args, model_args)
+    settings = run_settings(args, training_args, model_args, script_args, mixture)
     rerun = plan(out, training_args.resume_from_checkpoint, training_args.max_steps, settings)
     if args.kd_self == "ema":  # a plain rerun resumes too: the EMA teacher's state is not checkpointed
         check_ema(model_args.load_in_4bit or model_args.load_in_8bit, bool(rerun.resume))
@@ -307,7 +307,7 @@ def run(
     trainer.add_callback(MarkCheckpoints())  # checkpoint-N/COMPLETE: what a rerun may resume from
     tokenizer.chat_template = saved  # checkpoints and the model carry the template evaluation renders with
     if trainer.is_world_process_zero():
-        write_run_info(out, args, training_args, model_args)
+        write_run_info(out, settings, training_args)
         prepare_output(out, rerun)
     train(trainer, rerun.resume)
     save_output(trainer, tokenizer, out)  # out/COMPLETE last
@@ -344,6 +344,14 @@ def run(
     write_cards(out)  # README.md in out/ and merged/, replacing PEFT's blank template
     print(f"model: {final}", flush=True)
     return final
+
+
+def run_settings(args, training_args, model_args, script_args=None, mixture=None) -> dict:
+    """What differs from the defaults (run_config.yaml; a rerun into the same output_dir must match it)."""
+    settings = resolved_config(args, training_args, model_args, *(c for c in (script_args, mixture) if c))
+    if settings.get("dataset_name") or settings.get("datasets"):
+        settings.pop("traces", None)  # unused (a recipe's default): the rows come from the dataset options
+    return settings
 
 
 def student_peft_config(model, model_args: ModelConfig):

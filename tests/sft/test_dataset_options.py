@@ -3,9 +3,11 @@
 --eval_traces) and the one-line refusals."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from datasets import Dataset, DatasetDict
 from trl import DatasetMixtureConfig
 
@@ -91,6 +93,17 @@ def test_dataset_name_trains_and_logs_eval_loss(toy, tmp_path, capsys):
     summary = json.loads((out / "run_summary.json").read_text())
     assert (summary["train_rows"], summary["eval_rows"], summary["traces"]) == (12, 4, str(data))
     assert "'eval_loss'" in capsys.readouterr().out
+    config = yaml.safe_load((out / "run_config.yaml").read_text())
+    assert config["dataset_name"] == str(data) and "traces" not in config  # the recipe's unused traces
+    before = (out / "run_summary.json").stat().st_mtime_ns
+    assert main(["run", "--config", str(out / "run_config.yaml")]) == 0  # the rerun finds the finished run
+    assert (out / "run_summary.json").stat().st_mtime_ns == before, "a finished run is not trained again"
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    assert (
+        sft(toy, out, "--dataset", str(other), "--eval_split_ratio", "0.25", "--eval-strategy", "steps") == 2
+    )
+    assert "holds a run with other settings (dataset_name" in one_error(capsys)
 
 
 def test_eval_traces_are_evaluated(toy, tmp_path, capsys):
@@ -127,8 +140,6 @@ def test_bad_dataset_options_one_line(toy, tmp_path, capsys, extra, expected):
 
 
 def test_recipe_mixture_block_reaches_get_dataset(toy, tmp_path, capsys):
-    import yaml
-
     for tag, n in (("a", 12), ("b", 12)):
         (tmp_path / tag).mkdir()
         Dataset.from_list(rows(tag, n)).to_parquet(tmp_path / tag / "train.parquet")
