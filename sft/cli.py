@@ -172,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     command, argv = argv[0], canonical_flags(argv[1:])
-    if command == "run" and ("-h" in argv or "--help" in argv):
+    if "-h" in argv or "--help" in argv:
         from sft.run_help import format_help
 
-        print(format_help(FLAG_ALIASES))  # fast: no torch/trl import
+        print(format_help(FLAG_ALIASES, on_policy=command == "on-policy"))  # fast: no torch/trl import
         return 0
     if "--help_all" in argv:  # canonical_flags spelled --help-all so
         argv = ["--help"]  # TrlParser's full help

@@ -1,7 +1,7 @@
-"""`python -m sft run --help`: grouped, with defaults, fast (imports neither torch nor trl).
+"""`python -m sft run --help` (and `sft on-policy --help`): grouped, with defaults, fast (no torch/trl import).
 
 DistillArguments (sft/config.py, a plain dataclass) is read directly. TRL's fields (SFTConfig, ModelConfig,
-ScriptArguments, DatasetMixtureConfig) come from TRL_FIELDS: a committed copy of the common fields' defaults and
+ScriptArguments, DatasetMixtureConfig; DistillationConfig for on-policy) come from TRL_FIELDS / ON_POLICY_TRL_FIELDS: a committed copy of the common fields' defaults and
 first help sentence, which tests/test_cli.py compares with the installed TRL so it cannot go stale.
 `--help-all` prints TrlParser's full help (every field, slow).
 """
@@ -165,42 +165,220 @@ TRL_FIELDS = {
 }
 
 
+ON_POLICY_GROUPS = {
+    "data": "data (prompts the student samples on)",
+    "model": "model (the student; the teacher: --teacher, --teachers, or a server)",
+    "mode": GROUPS["mode"],
+    "distillation": "distillation (divergence, sampling, the teacher, GKD's lmbda)",
+    "training": "training (TRL DistillationConfig; every other field: --help-all)",
+    "output": GROUPS["output"],
+}
+ON_POLICY_DATA_FIELDS = (
+    "prompts",
+    "split",
+    "problem_column",
+    "system_prompt",
+    "instruction",
+    "keep_verdicts",
+    "max_prompts",
+)
+# the student's ModelConfig fields as in `sft run`, then DistillationConfig's common fields
+ON_POLICY_TRL_FIELDS = {
+    **{name: entry for name, entry in TRL_FIELDS.items() if entry[1] == "ModelConfig"},
+    # --- model ---
+    "teacher_model_name_or_path": (
+        "model",
+        "DistillationConfig",
+        None,
+        "Model name or path for the teacher model.",
+    ),
+    "trust_remote_code": (
+        "model",
+        "DistillationConfig",
+        False,
+        "Whether to allow loading models and tokenizers that ship custom Python code from the Hub.",
+    ),
+    # --- distillation ---
+    "beta": (
+        "distillation",
+        "DistillationConfig",
+        1.0,
+        "Interpolation coefficient for the Generalized JSD loss.",
+    ),
+    "temperature": (
+        "distillation",
+        "DistillationConfig",
+        1.0,
+        "Temperature for sampling and loss computation.",
+    ),
+    "top_p": (
+        "distillation",
+        "DistillationConfig",
+        1.0,
+        "Top-p (nucleus) sampling parameter for on-policy generation.",
+    ),
+    "top_k": ("distillation", "DistillationConfig", 0, "Top-k sampling parameter for on-policy generation."),
+    "max_completion_length": (
+        "distillation",
+        "DistillationConfig",
+        512,
+        "Maximum number of tokens to generate per completion.",
+    ),
+    "use_vllm": (
+        "distillation",
+        "DistillationConfig",
+        False,
+        "Whether to use vLLM for generating on-policy completions from the student model.",
+    ),
+    "vllm_mode": ("distillation", "DistillationConfig", "colocate", "Mode for student vLLM integration."),
+    "vllm_server_base_url": (
+        "distillation",
+        "DistillationConfig",
+        None,
+        "Base URL for the student vLLM server.",
+    ),
+    "vllm_gpu_memory_utilization": (
+        "distillation",
+        "DistillationConfig",
+        0.3,
+        "GPU memory utilization for the colocated student vLLM engine.",
+    ),
+    # --- training ---
+    "output_dir": (
+        "training",
+        "DistillationConfig",
+        None,
+        "The output directory where the model predictions and checkpoints will be written.",
+    ),
+    "learning_rate": ("training", "DistillationConfig", 1e-06, "The initial learning rate for AdamW."),
+    "lr_scheduler_type": (
+        "training",
+        "DistillationConfig",
+        "linear",
+        "The learning rate scheduler type to use.",
+    ),
+    "warmup_steps": (
+        "training",
+        "DistillationConfig",
+        0,
+        "Number of steps for a linear warmup from 0 to `learning_rate`.",
+    ),
+    "weight_decay": (
+        "training",
+        "DistillationConfig",
+        0.0,
+        "Weight decay coefficient applied by the optimizer.",
+    ),
+    "max_steps": ("training", "DistillationConfig", -1, "Overrides `num_train_epochs`."),
+    "num_train_epochs": (
+        "training",
+        "DistillationConfig",
+        3.0,
+        "Total number of training epochs to perform.",
+    ),
+    "per_device_train_batch_size": (
+        "training",
+        "DistillationConfig",
+        8,
+        "The batch size per device for training.",
+    ),
+    "gradient_accumulation_steps": (
+        "training",
+        "DistillationConfig",
+        1,
+        "Number of update steps to accumulate gradients before performing a backward/update pass.",
+    ),
+    "gradient_checkpointing": (
+        "training",
+        "DistillationConfig",
+        True,
+        "Enable gradient checkpointing to trade compute for memory.",
+    ),
+    "logging_steps": ("training", "DistillationConfig", 10, "Log every X updates steps."),
+    "save_strategy": (
+        "training",
+        "DistillationConfig",
+        "steps",
+        "The checkpoint save strategy to adopt during training.",
+    ),
+    "save_steps": ("training", "DistillationConfig", 500, "Save checkpoint every X updates steps."),
+    "save_total_limit": ("training", "DistillationConfig", None, "Maximum number of checkpoints to keep."),
+    "resume_from_checkpoint": (
+        "training",
+        "DistillationConfig",
+        None,
+        "Path to a folder with a valid checkpoint for your model.",
+    ),
+    "report_to": (
+        "training",
+        "DistillationConfig",
+        "none",
+        "The list of integrations to report the results and logs to.",
+    ),
+    "run_name": ("training", "DistillationConfig", None, "An optional descriptor for the run."),
+    "seed": (
+        "training",
+        "DistillationConfig",
+        42,
+        "Random seed that will be set at the beginning of training.",
+    ),
+    "bf16": (
+        "training",
+        "DistillationConfig",
+        None,
+        "Whether to use bf16 (mixed) precision instead of 32-bit.",
+    ),
+}
+
+
 def _field_default(f: dataclasses.Field):
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
-def help_rows() -> list[tuple[str, str, object, str, list | None]]:
-    """(group, field, default, help, choices) for every field the grouped help shows, in display order."""
+def help_rows(ours, data_fields, trl_fields, groups) -> list[tuple[str, str, object, str, list | None]]:
+    """(group, field, default, help, choices) for every field the grouped help shows, in display order: the
+    fields of our dataclass `ours` (data_fields / OUTPUT_FIELDS by name, the rest distillation), then
+    `trl_fields`."""
     rows = []
-    for f in dataclasses.fields(DistillArguments):
-        group = "data" if f.name in DATA_FIELDS else "output" if f.name in OUTPUT_FIELDS else "distillation"
+    for f in dataclasses.fields(ours):
+        group = "data" if f.name in data_fields else "output" if f.name in OUTPUT_FIELDS else "distillation"
         rows.append((group, f.name, _field_default(f), f.metadata.get("help", ""), f.metadata.get("choices")))
-    rows += [(group, name, default, text, None) for name, (group, _, default, text) in TRL_FIELDS.items()]
-    order = list(GROUPS)
+    rows += [(group, name, default, text, None) for name, (group, _, default, text) in trl_fields.items()]
+    order = list(groups)
     return sorted(rows, key=lambda row: order.index(row[0]))  # stable: field order kept within a group
 
 
-def format_help(aliases: dict[str, str], prog: str = "python -m sft run", width: int = 100) -> str:
-    """The grouped help; `aliases` maps a shared flag (`--model`) to the field flag it stands for."""
+def format_help(aliases: dict[str, str], on_policy: bool = False, width: int = 100) -> str:
+    """The grouped help of `sft run` (or `sft on-policy`); `aliases` maps a shared flag (`--model`) to the
+    field flag it stands for."""
+    if on_policy:
+        from sft.on_policy_config import OnPolicyArguments
+
+        prog, recipe, trainer = "python -m sft on-policy", "toy_on_policy.yaml", "the student's own samples"
+        rows = help_rows(OnPolicyArguments, ON_POLICY_DATA_FIELDS, ON_POLICY_TRL_FIELDS, ON_POLICY_GROUPS)
+        groups = ON_POLICY_GROUPS
+    else:
+        prog, recipe, trainer = "python -m sft run", "toy_student.yaml", "traces, with TRL's SFTTrainer"
+        rows, groups = help_rows(DistillArguments, DATA_FIELDS, TRL_FIELDS, GROUPS), GROUPS
     shared = {field: alias for alias, field in aliases.items()}
     lines = [
         f"usage: {prog} [--config RECIPE.yaml] [--FIELD VALUE ...]",
         "",
         *textwrap.wrap(
-            "Fine-tune a student with TRL's SFTTrainer. Flags override the recipe (--config, a YAML of the same "
-            "fields); without --config the toy demo recipe configs/sft/toy_student.yaml is used. The defaults shown "
-            "are the fields' own; a recipe replaces them. Every flag also takes its dash spelling (--max-steps). "
-            "--help-all prints every TRL field (slow).",
+            f"Fine-tune a student on {trainer}. Flags override the recipe (--config, a YAML of the same fields); "
+            f"without --config the toy demo recipe configs/sft/{recipe} is used. The defaults shown are the fields' "
+            "own; a recipe replaces them. Every flag also takes its dash spelling (--max-steps). --help-all prints "
+            "every TRL field (slow).",
             width,
             break_on_hyphens=False,
         ),
     ]
     current = None
-    for group, name, default, text, choices in help_rows():
+    for group, name, default, text, choices in rows:
         if group != current:
             lines += [
                 "",
-                *textwrap.wrap(f"{GROUPS[group]}:", width, subsequent_indent="  ", break_on_hyphens=False),
+                *textwrap.wrap(f"{groups[group]}:", width, subsequent_indent="  ", break_on_hyphens=False),
             ]
             current = group
         flag = f"--{name}"

@@ -116,16 +116,17 @@ def test_sft_card_bad_input(tmp_path, capsys):
     assert "not an eval_harness summary.json" in _one_error_line(capsys)
 
 
-def test_sft_run_help_table_matches_trl():
+def test_sft_help_tables_match_trl():
     """The fast grouped help copies TRL's defaults and help: every entry must match the installed TRL."""
     import dataclasses
 
-    from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, SFTConfig
+    from trl import DatasetMixtureConfig, DistillationConfig, ModelConfig, ScriptArguments, SFTConfig
 
-    from sft.run_help import GROUPS, TRL_FIELDS
+    from sft.run_help import GROUPS, ON_POLICY_TRL_FIELDS, TRL_FIELDS
 
-    classes = {c.__name__: c for c in (SFTConfig, ModelConfig, ScriptArguments, DatasetMixtureConfig)}
-    for name, (group, owner, default, text) in TRL_FIELDS.items():
+    owners = (SFTConfig, ModelConfig, ScriptArguments, DatasetMixtureConfig, DistillationConfig)
+    classes = {c.__name__: c for c in owners}
+    for name, (group, owner, default, text) in [*TRL_FIELDS.items(), *ON_POLICY_TRL_FIELDS.items()]:
         field = {f.name: f for f in dataclasses.fields(classes[owner])}[name]
         real = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         assert getattr(real, "value", real) == default, f"{name}: TRL default {real!r}, table {default!r}"
@@ -133,25 +134,28 @@ def test_sft_run_help_table_matches_trl():
         assert group in GROUPS
 
 
-def test_sft_run_help_is_grouped_and_lists_every_distill_field():
+@pytest.mark.parametrize("command", ["run", "on-policy"])
+def test_sft_help_is_grouped_and_lists_every_field_of_ours(command):
     import dataclasses
 
     from sft.config import DistillArguments
+    from sft.on_policy_config import OnPolicyArguments
 
     proc = subprocess.run(
-        [sys.executable, "-m", "sft", "run", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sft", command, "--help"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    code = "import sys; from sft.cli import main; main(['run', '--help']); print(sorted({'torch', 'trl'} & set(sys.modules)))"
+    code = f"import sys; from sft.cli import main; main([{command!r}, '--help']); print(sorted({{'torch', 'trl'}} & set(sys.modules)))"
     heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert heavy.stdout.splitlines()[-1] == "[]", (
         "the grouped help must not import torch or trl (it stays fast)"
     )
     for heading in ("data", "model", "fine-tuning mode", "distillation", "training", "output and checks"):
         assert f"\n{heading}" in out, heading
-    for f in dataclasses.fields(DistillArguments):
+    for f in dataclasses.fields(DistillArguments if command == "run" else OnPolicyArguments):
         assert f"--{f.name}" in out, f.name
+    lr = "2e-05" if command == "run" else "1e-06"  # SFTConfig's / DistillationConfig's own default
     assert (
-        "--model, --model_name_or_path  (default: None)" in out and "--learning_rate  (default: 2e-05)" in out
+        "--model, --model_name_or_path  (default: None)" in out and f"--learning_rate  (default: {lr})" in out
     )
