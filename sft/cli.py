@@ -148,6 +148,21 @@ def _cpu_defaults(argv: list[str], config: dict) -> list[str]:
     return [*argv, "--bf16", "false"]
 
 
+def _with_recipe(argv: list[str], run: bool) -> list[str]:
+    """argv with the toy recipe's --config when none is given; naming a model or data without one is refused."""
+    if _given(argv, "--config"):
+        return argv
+    named = [flag for flag in (NEEDS_RECIPE if run else ON_POLICY_NEEDS_RECIPE) if _given(argv, flag)]
+    toy = DEFAULT_CONFIG if run else ON_POLICY_CONFIG
+    if named:
+        raise UsageError(
+            f"{' and '.join(named)} without --config: pick a recipe sized for it, e.g. --config "
+            f"{RECIPE if run else ON_POLICY_RECIPE} (all recipes: configs/sft/; the toy demo: --config "
+            f"configs/sft/{toy.name})"
+        )
+    return ["--config", str(toy), *argv]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -177,26 +192,19 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_help(FLAG_ALIASES, on_policy=command == "on-policy"))  # fast: no torch/trl import
         return 0
-    if "--help_all" in argv:  # canonical_flags spelled --help-all so
-        argv = ["--help"]  # TrlParser's full help
     run = command == "run"
-    if not _given(argv, "--config") and "-h" not in argv and "--help" not in argv:
-        named = [flag for flag in (NEEDS_RECIPE if run else ON_POLICY_NEEDS_RECIPE) if _given(argv, flag)]
-        if named:
-            toy = DEFAULT_CONFIG if run else ON_POLICY_CONFIG
-            print(
-                f"error: {' and '.join(named)} without --config: pick a recipe sized for it, e.g. --config "
-                f"{RECIPE if run else ON_POLICY_RECIPE} (all recipes: configs/sft/; the toy demo: --config "
-                f"configs/sft/{toy.name})",
-                file=sys.stderr,
-            )
+    if "--help_all" in argv:  # `--help-all`, as canonical_flags spells it: TrlParser's full help (slow)
+        argv = ["--help"]
+    else:
+        try:
+            argv = _with_recipe(argv, run)
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
             return 2
-        argv = ["--config", str(DEFAULT_CONFIG if run else ON_POLICY_CONFIG), *argv]
     parser = make_parser() if run else make_on_policy_parser()
     try:
-        config = _check_config_keys(
-            argv, parser, run
-        )  # before the dataclasses validate values (e.g. bf16 on CPU)
+        # before the dataclasses validate values (e.g. bf16 on CPU)
+        config = _check_config_keys(argv, parser, run)
         argv = _cpu_defaults(argv, config)
         args, training_args, model_args, *data_args = parser.parse_args_and_config(argv)
     except UsageError as err:
