@@ -8,6 +8,7 @@ Usage:
     python -m sft run                                   # the toy demo (configs/sft/toy_student.yaml)
     python -m sft run --config configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml --traces runs/r1/traces
     python -m sft run --config configs/sft/toy_student.yaml --traces runs/demo/traces --output_dir runs/s
+    python -m sft run --config configs/sft/toy_student.yaml --dataset DIR --eval_split_ratio 0.05 --eval-strategy steps
     python -m sft on-policy --config configs/sft/toy_on_policy.yaml   # after `sft run`: sft/on_policy.py
     python -m sft init-student --teacher DIR --keep-every 2 --output-dir runs/student_init   # sft/init_student.py
     python -m sft card runs/s --eval runs/eval/summary.json   # re-render the model card with eval numbers
