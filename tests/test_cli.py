@@ -16,6 +16,7 @@ HELP_COMMANDS = [
     ["sft", "run", "--help"],
     ["sft", "on-policy", "--help"],
     ["sft", "init-student", "--help"],
+    ["sft", "card", "--help"],
     ["eval_harness", "--help"],
     ["eval_harness", "compare", "--help"],
     ["trace_gen.toy.build", "--help"],
