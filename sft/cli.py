@@ -9,6 +9,7 @@ Usage:
     python -m sft run --config configs/sft/r1_distill_qwen2.5_1.5b_lora.yaml --traces runs/r1/traces
     python -m sft run --config configs/sft/toy_student.yaml --traces runs/demo/traces --output_dir runs/s
     python -m sft on-policy --config configs/sft/toy_on_policy.yaml   # after `sft run`: sft/on_policy.py
+    python -m sft init-student --teacher DIR --keep-every 2 --output-dir runs/student_init   # sft/init_student.py
 """
 
 import difflib
@@ -93,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip())
         print("\nsubcommands:\n  run    fine-tune a student on traces (see `python -m sft run --help`)")
         print("  on-policy  distil the student on its own samples (see `python -m sft on-policy --help`)")
+        print("  init-student  a student from teacher layers (see `python -m sft init-student --help`)")
         return 0
+    if argv[0] == "init-student":
+        from sft.init_student import main as init_student
+
+        return init_student(argv[1:])
     if argv[0] not in ("run", "on-policy"):
         print(
             f"error: unknown subcommand {argv[0]!r}; use `python -m sft run|on-policy ...`", file=sys.stderr

@@ -12,6 +12,7 @@ the first assistant token) and the top-k lists, already truncated like TRL trunc
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -20,6 +21,7 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from sft.errors import UsageError
 
 KD_COLUMNS = ("token_ids", "topk_ids", "topk_logprobs")
+TEACHER_INDEX = "teacher_index"  # routed multi-teacher KD: the row's teacher, an index into `teachers`
 
 
 def _prepare_row(row, tokenizer, chat_template, max_length):
@@ -145,3 +147,30 @@ class OfflineKDCollator:
 def _pad_rows(rows: torch.Tensor, length: int) -> torch.Tensor:
     """(n, K) -> (length, K), zero rows appended on the right."""
     return torch.cat([rows, rows.new_zeros(length - rows.shape[0], rows.shape[1])])
+
+
+def route_rows(dataset: Dataset, column: str, names: list[str]) -> Dataset:
+    """Replace `column` (a teacher name per row) by `teacher_index` (its position in `names`)."""
+    if column not in dataset.column_names:
+        raise UsageError(
+            f"the traces have no column {column!r} to route teachers by (columns: {', '.join(dataset.column_names)})"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in dataset[column]} - set(index))
+    if unknown:
+        raise UsageError(
+            f"rows with {column}={unknown[0]!r} name no teacher; teachers are {', '.join(names)}: add it to --teachers"
+        )
+    return dataset.map(lambda v: {TEACHER_INDEX: index[v]}, input_columns=column, remove_columns=column)
+
+
+@dataclass
+class TeacherIndexCollator:
+    """Wraps SFTTrainer's collator: adds each example's `teacher_index` to the batch as a (B,) long tensor."""
+
+    base: Any
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.base(examples)
+        batch[TEACHER_INDEX] = torch.tensor([e[TEACHER_INDEX] for e in examples], dtype=torch.long)
+        return batch

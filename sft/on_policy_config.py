@@ -10,6 +10,8 @@ has its own `kd_temperature` here), `top_p`/`top_k`, `max_completion_length` (ne
 
 from dataclasses import dataclass, field
 
+from sft.teachers import parse_teachers
+
 URL_PREFIXES = ("http://", "https://")
 
 
@@ -154,12 +156,7 @@ class OnPolicyArguments:
             raise ValueError(f"kd_chunk_size must be > 0, got {self.kd_chunk_size}")
         if self.teacher_concurrency < 1:
             raise ValueError(f"teacher_concurrency must be >= 1, got {self.teacher_concurrency}")
-        bad = [t for t in self.teachers if "=" not in t or not t.split("=", 1)[0] or not t.split("=", 1)[1]]
-        if bad:
-            raise ValueError(f"teachers entries must be name=PATH_OR_URL, got {bad[0]!r}")
-        names = [t.split("=", 1)[0] for t in self.teachers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"teachers names must be unique, got {names}")
+        parse_teachers(self.teachers)
         if bool(self.teachers) != bool(self.teacher_column):
             raise ValueError(
                 "teachers (name=PATH_OR_URL ...) and teacher_column go together: set both or neither"
@@ -170,7 +167,7 @@ class OnPolicyArguments:
     def teacher_specs(self, teacher_model_name_or_path: str | None) -> dict[str, str]:
         """{name: path or URL}: the routed `teachers`, or the single DistillationConfig teacher as `default`."""
         if self.teachers:
-            return dict(t.split("=", 1) for t in self.teachers)
+            return parse_teachers(self.teachers)
         return {"default": teacher_model_name_or_path} if teacher_model_name_or_path else {}
 
 

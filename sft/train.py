@@ -20,13 +20,15 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantiz
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from sft.checks import check_kd_pair, check_model_dir, check_settings, check_topk_ids
-from sft.config import DistillArguments
+from sft.config import DistillArguments, parse_teacher_weights
 from sft.data import load_traces
 from sft.errors import UsageError
 from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd
 from sft.kd_trainer import DistillSFTTrainer
 from sft.lint import LintReport, lint
+from sft.mutual_trainer import MutualSFTTrainer, check_mutual, load_peer
 from sft.provenance import write_run_info
+from sft.self_distill import EMATeacherCallback, check_born_again_teacher, check_ema, ema_teacher
 from sft.templates import (
     apply_trainer_settings,
     probe_prompts,
@@ -137,18 +139,28 @@ def check_trainer(trainer, expected: tuple, first_row: dict | None, n_rows: int,
 def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfig) -> Path | None:
     """Train, save, and (for adapters) merge. Returns the directory of a standalone model (None: lint only)."""
     check_settings(args, training_args)
+    check_born_again_teacher(args.teacher_model_name_or_path)
+    if args.kd_self == "ema":
+        check_ema(model_args.load_in_4bit or model_args.load_in_8bit)
+    if args.mutual_peer:
+        check_mutual(args.mutual_peer, training_args, model_args)
     extra = KD_COLUMNS if args.kd_source == "offline" else ()
-    dataset = load_traces(args.traces, args.keep_verdicts, args.include_rejected, args.max_samples, extra)
+    weights = parse_teacher_weights(args.trace_teacher_weights) if args.trace_teacher_weights else None
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    dataset = load_traces(
+        args.traces, args.keep_verdicts, args.include_rejected, args.max_samples, extra, weights, seed
+    )
     n_rows = len(dataset)
     tokenizer = load_tokenizer(model_args, training_args)
     stock_template = tokenizer.chat_template
     apply_trainer_settings(tokenizer, training_args.eos_token, training_args.chat_template_path)
-    if args.kd_source == "online":
+    other = args.teacher_model_name_or_path or (args.mutual_peer if args.mutual_peer != "true" else None)
+    if other:  # an online teacher or a mutual-learning peer given by path
         check_kd_pair(
             AutoConfig.from_pretrained(model_args.model_name_or_path),
-            AutoConfig.from_pretrained(args.teacher_model_name_or_path),
+            AutoConfig.from_pretrained(other),
             tokenizer,
-            AutoTokenizer.from_pretrained(args.teacher_model_name_or_path),
+            AutoTokenizer.from_pretrained(other),
         )
     if args.kd_source == "offline":
         check_topk_ids(dataset, AutoConfig.from_pretrained(model_args.model_name_or_path))
@@ -179,11 +191,16 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         )
         trainer_kwargs["data_collator"] = OfflineKDCollator(base, k=stats["k"])
         training_args.padding_free = False  # the collator concatenates; SFTTrainer takes no collator with it
-    if args.kd_source == "online":
+    if args.teacher_model_name_or_path:
         trainer_kwargs["teacher_model"] = load_teacher(args, training_args)
 
     model = load_student(model_args, training_args)
     peft_config = student_peft_config(model, model_args)
+    if args.kd_self == "ema":  # copied before peft wraps the student: its adapter starts as a no-op
+        trainer_kwargs["teacher_model"] = ema_teacher(model)
+        trainer_kwargs["callbacks"] = [EMATeacherCallback(trainer_kwargs["teacher_model"], args.kd_ema_decay)]
+    if args.mutual_peer:
+        peer = load_peer(args.mutual_peer, model, peft_config, _dtype(model_args.dtype))
     common = dict(
         model=model,
         args=training_args,
@@ -192,7 +209,15 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         peft_config=peft_config,
     )
     expected = (tokenizer.chat_template, tokenizer.eos_token, trainer_chat_template(tokenizer, aol))
-    if args.kd_source == "none":
+    if args.mutual_peer:
+        trainer = MutualSFTTrainer(
+            **common,
+            peer_model=peer,
+            mutual_weight=args.mutual_weight,
+            kd_temperature=args.kd_temperature,
+            kd_chunk_size=args.kd_chunk_size,
+        )
+    elif args.kd_source == "none":
         trainer = SFTTrainer(**common)
     else:
         trainer = DistillSFTTrainer(
@@ -215,6 +240,8 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     if not trainer.is_world_process_zero():
         return out
     tokenizer.save_pretrained(str(out))
+    if args.mutual_peer:
+        summary["peer_model"] = str(trainer.save_peer(out / "peer", tokenizer))
     final = out
     if model_args.use_peft and args.merge_adapter:
         final = merge_and_save(trainer, tokenizer, model_args, out)
