@@ -36,8 +36,8 @@ def select_by_teacher(ds: Dataset, weights: dict[str, float], seed: int) -> tupl
         raise UsageError(
             "--trace_teacher_weights needs a `teacher` column in the traces (trace_gen writes one)"
         )
-    teachers = np.asarray(ds["teacher"], dtype=object)
-    names, counts = np.unique(teachers.astype(str), return_counts=True)
+    teachers = np.asarray([str(t) for t in ds["teacher"]])  # a null teacher reads as "None"
+    names, counts = np.unique(teachers, return_counts=True)
     present = dict(zip(names.tolist(), counts.tolist(), strict=True))
     unknown, unnamed = sorted(set(weights) - set(present)), sorted(set(present) - set(weights))
     if unknown or unnamed:

@@ -15,7 +15,8 @@ its own random A (both adapters start as no-ops, B = 0, and part after the first
 fine-tuning the peer is trained in full. An identical full-FT copy would receive identical gradients and
 never differ, so `true` with full fine-tuning is refused. Saved: the student as usual, the peer (merged
 when it carries an adapter) with the tokenizer in `<output_dir>/peer`.
-Limits: one process (no DDP/FSDP), no quantized student, checkpoints hold the student only (no resume).
+Gradient checkpointing applies to both. Limits: one process (no DDP/FSDP), no quantized student,
+checkpoints hold the student only (no resume).
 
 Usage:
     python -m sft run --config configs/sft/toy_student.yaml --mutual_peer true --mutual_weight 1.0
@@ -104,6 +105,17 @@ class MutualSFTTrainer(SFTTrainer):
             "peer",
         )
         self.peer = peer_model.to(self.accelerator.device)
+        if self.args.gradient_checkpointing:  # as Trainer.train does for the student
+            gc_kwargs = dict(self.args.gradient_checkpointing_kwargs or {})
+            every_n_layers, offload = gc_kwargs.pop("every_n_layers", 1), gc_kwargs.pop("offload", False)
+            gc_kwargs.pop("selective", None)
+            self.peer.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=gc_kwargs or None,
+                every_n_layers=every_n_layers,
+                offload=offload,
+            )
+            if isinstance(self.peer, PeftModel):
+                self.peer.enable_input_require_grads()  # as SFTTrainer does for a peft student
         self.mutual_weight, self.kd_temperature, self.kd_chunk_size = (
             mutual_weight,
             kd_temperature,

@@ -44,7 +44,12 @@ def check_born_again_teacher(path: str | None) -> None:
         )
 
 
-def check_ema(quantized: bool) -> None:
+def check_ema(quantized: bool, resuming: bool) -> None:
+    if resuming:
+        raise UsageError(
+            "--kd_self ema: the EMA teacher is not checkpointed, a resumed run would restart it from the initial "
+            "student: drop --resume_from_checkpoint or train in one run"
+        )
     if quantized:
         raise UsageError(
             "--kd_self ema averages the student's weights, which a 4/8-bit student does not have in full "

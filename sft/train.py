@@ -141,7 +141,9 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
     check_settings(args, training_args)
     check_born_again_teacher(args.teacher_model_name_or_path)
     if args.kd_self == "ema":
-        check_ema(model_args.load_in_4bit or model_args.load_in_8bit)
+        check_ema(
+            model_args.load_in_4bit or model_args.load_in_8bit, bool(training_args.resume_from_checkpoint)
+        )
     if args.mutual_peer:
         check_mutual(args.mutual_peer, training_args, model_args)
     extra = KD_COLUMNS if args.kd_source == "offline" else ()

@@ -171,7 +171,9 @@ def test_born_again_generation_two(toy, tmp_path, capsys):
 
 def test_mutual_lora_peer_copy(toy, tmp_path):
     out = tmp_path / "dml"
-    summary = run(toy, out, "--mutual_peer", "true", "--mutual_weight", "1.0")
+    summary = run(
+        toy, out, "--mutual_peer", "true", "--mutual_weight", "1.0", "--gradient_checkpointing", "true"
+    )
     logs = logged(out)
     assert all(
         torch.isfinite(torch.tensor([h[k] for k in ("loss", "ce", "kd", "peer_ce", "peer_kd")])).all()
@@ -196,7 +198,8 @@ def test_mutual_lora_peer_copy(toy, tmp_path):
 
 def test_mutual_full_ft_with_a_peer_path(toy, tmp_path):
     out = tmp_path / "dml-full"
-    run(toy, out, "--use_peft", "false", "--mutual_peer", str(toy.teacher), "--mutual_weight", "0.5")
+    run(toy, out, "--use_peft", "false", "--mutual_peer", str(toy.teacher), "--mutual_weight", "0.5",
+        "--gradient_checkpointing", "true")  # fmt: skip
     assert changed(
         load_file(str(toy.student / "model.safetensors")), load_file(str(out / "model.safetensors"))
     )
@@ -236,6 +239,8 @@ def test_teacher_weights_give_the_proportions(two_teachers):
         UsageError, match=r"unknown teacher\(s\) \['C'\]; teachers in the traces: org/A, runs/B"
     ):
         load_traces(two_teachers, ["all"], teacher_weights={"org/A": 1, "runs/B": 1, "C": 1})
+    with pytest.raises(UsageError, match=r"no weight for teacher\(s\) \['runs/B'\]"):
+        load_traces(two_teachers, ["all"], teacher_weights={"org/A": 1})
 
 
 def test_teacher_weights_from_the_cli(toy, tmp_path, two_teachers, capsys):
@@ -269,6 +274,10 @@ def test_teacher_weights_from_the_cli(toy, tmp_path, two_teachers, capsys):
         (["--trace_teacher_weights", "A=0,B=0"], "at least one teacher needs a weight > 0"),
         (["--trace_teacher_weights", "A=1"], "needs a `teacher` column"),
         (["--mutual_peer", "true", "--use_peft", "false"], "identical gradients forever"),
+        (
+            ["--kd_source", "online", "--kd_self", "ema", "--resume_from_checkpoint", "x"],
+            "EMA teacher is not checkpointed",
+        ),
     ],
 )
 def test_bad_input_is_one_line(toy, tmp_path, capsys, extra, says):
