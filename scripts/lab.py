@@ -172,9 +172,8 @@ def run_arms(py: str, jobs: list[tuple[str, int]], paths: dict, timings: dict) -
         ready = [(a, s) for a, s in pending if a not in NEEDS or done(NEEDS[a], s)][:2]
         if not ready:
             sys.exit(f"lab: nothing can run; waiting on {pending}")
-        side_by_side(
-            {f"{a} seed {s}": arm_command(py, a, s, paths) for a, s in ready}, paths["out"] / "logs", timings
-        )
+        logs = paths["out"] / "logs" / "+".join(f"{a}_s{s}" for a, s in ready)  # stage-1.log: the second arm
+        side_by_side({f"{a} seed {s}": arm_command(py, a, s, paths) for a, s in ready}, logs, timings)
         pending = [j for j in pending if j not in ready]
 
 
