@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 VLLM_VENV := .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_TESTS := tests/trace_gen/test_vllm_backend.py tests/trace_gen/test_openai_backend.py tests/sft/test_on_policy_vllm.py \
+	tests/sft/test_init_student_vllm.py \
 	tests/trace_gen/test_r1_prefill.py \
 	tests/eval_harness/test_generation.py::test_every_backend_gives_the_same_greedy_accuracy \
 	tests/eval_harness/test_generation.py::test_cli_engine_args_reach_vllm \

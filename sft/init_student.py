@@ -8,9 +8,10 @@ keeps its sliding/full attention type. `init_student.json` records the teacher, 
 The directory is written under a temporary name and renamed at the end: a crash never leaves half a student.
 
 Usage:
-    python -m sft init-student --teacher runs/teacher --keep-layers 0,2,4,6 --output-dir runs/student_init
-    python -m sft init-student --teacher Qwen/Qwen3-1.7B --keep-every 2 --output-dir runs/qwen3_half
-    python -m sft run --config configs/sft/toy_student.yaml --model_name_or_path runs/student_init --traces DIR
+    python -m sft init-student --teacher trace_gen/toy/assets/teacher --keep-every 2 --output-dir runs/toy_init
+    python -m sft run --config configs/sft/toy_student.yaml --model_name_or_path runs/toy_init --traces DIR
+    python -m sft init-student --teacher /models/Qwen3-1.7B --keep-layers 0,2,4,6,8 --output-dir runs/q3_init
+The teacher is a local directory (config.json + weights); `--out` and `--output_dir` also name the output.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from sft.errors import UsageError
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 SUPPORTED = "decoder-only causal LMs whose layers are `model.layers` (Llama, Qwen2, Qwen3, Mistral, ...)"
 
 
@@ -80,7 +82,6 @@ def prune_layers(model, keep: list[int]):
                 module.layer_idx = new_idx
     for key, value in student_config_fields(model.config, keep).items():
         setattr(model.config, key, value)
-    model.model.has_sliding_layers = "sliding_attention" in (getattr(model.config, "layer_types", None) or [])
     return model
 
 
@@ -136,15 +137,21 @@ def init_student(teacher_dir: Path | str, keep: list[int], out_dir: Path | str) 
     keep = check_keep(list(keep), config.num_hidden_layers)
     _check_output(out_dir)
     _check_architecture(config)
+    # without tokenizer files AutoTokenizer makes an empty tokenizer (1 token) instead of failing
+    if not any((teacher_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise UsageError(
+            f"--teacher {teacher_dir} has no tokenizer ({' / '.join(TOKENIZER_FILES)}): save it beside the weights"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
 
     model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype="auto")
     teacher_params = model.num_parameters()
     prune_layers(model, keep)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise become the student directory's mode
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         record = {

@@ -15,6 +15,7 @@ HELP_COMMANDS = [
     ["sft", "--help"],
     ["sft", "run", "--help"],
     ["sft", "on-policy", "--help"],
+    ["sft", "init-student", "--help"],
     ["eval_harness", "--help"],
     ["eval_harness", "compare", "--help"],
     ["trace_gen.toy.build", "--help"],

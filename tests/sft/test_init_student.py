@@ -204,6 +204,7 @@ def _config_only(src, dst):
             ["--teacher", "{teacher}", "--keep-every", "2", "--output-dir", "{full}"],
             "exists and is not empty",
         ),
+        (["--teacher", "{teacher}", "--keep-every", "2"], "has no tokenizer"),
         (["--teacher", "{gpt2}", "--keep-every", "2"], "no `model.layers` to prune; supported"),
         (["--keep-every", "2"], "--teacher"),
     ],
