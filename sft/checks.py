@@ -71,3 +71,40 @@ def check_topk_ids(dataset, student_config) -> None:
             f"the traces' teacher top-k hold token id {top:,} but the student has {rows:,} embedding rows: "
             "regenerate them with a teacher of the student's vocabulary, or use --kd_source none"
         )
+
+
+def check_online_kd(args: DistillArguments, training_args: SFTConfig, student_config, teacher_config) -> list:
+    """Feature terms and routed teachers against the models' shapes and the batch layout; returns the
+    (student, teacher) layer pairs of the hidden / attention terms ([] when both are off)."""
+    from sft.config import layer_map_kind
+    from sft.feature_losses import layer_map
+
+    packed = training_args.packing or training_args.padding_free
+    if args.teacher_column and packed:
+        raise UsageError(
+            "routing teachers per row (--teacher_column) needs one row per batch row: add --packing false "
+            "--padding_free false (or mix them with --teacher_weights)"
+        )
+    if (args.kd_attn_weight > 0 or args.kd_rel_weight > 0) and packed:
+        raise UsageError(
+            "attention KD (per-sequence T x T maps) and relational KD (one pooled vector per sequence) need one "
+            "sequence per batch row, which packed / padding-free batches do not have: add --packing false "
+            "--padding_free false"
+        )
+    s_text, t_text = student_config.get_text_config(), teacher_config.get_text_config()
+    if (
+        args.kd_hidden_weight > 0
+        and args.kd_hidden_loss == "cosine"
+        and s_text.hidden_size != t_text.hidden_size
+    ):
+        raise UsageError(
+            f"kd_hidden_loss cosine needs equal widths, student {s_text.hidden_size} vs teacher "
+            f"{t_text.hidden_size}: use --kd_hidden_loss mse (FitNets: trains a projection)"
+        )
+    if not (args.kd_hidden_weight > 0 or args.kd_attn_weight > 0):
+        return []
+    kind, layers = layer_map_kind(args.kd_layer_map)
+    try:
+        return layer_map(kind, s_text.num_hidden_layers, t_text.num_hidden_layers, layers)
+    except ValueError as err:
+        raise UsageError(f"kd_layer_map {args.kd_layer_map!r}: {err}") from None

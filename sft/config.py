@@ -164,7 +164,8 @@ class DistillArguments:
         default=0.0,
         metadata={
             "help": "Weight of relational KD (RKD distance + angle, equally weighted) between the batch's pooled "
-            "final hidden states (0 = off; needs batches of >= 2 rows, >= 3 for the angle term)."
+            "final hidden states (0 = off; needs batches of >= 2 rows, >= 3 for the angle term; --packing false "
+            "--padding_free false)."
         },
     )
     kd_hidden_start_step: int = field(

@@ -19,11 +19,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAn
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from sft.checks import check_kd_pair, check_model_dir, check_settings, check_topk_ids
+from sft.checks import check_kd_pair, check_model_dir, check_online_kd, check_settings, check_topk_ids
 from sft.config import DistillArguments, parse_teacher_weights
 from sft.data import load_traces
 from sft.errors import UsageError
-from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd
+from sft.kd_data import KD_COLUMNS, OfflineKDCollator, format_alignment, prepare_offline_kd, route_rows
 from sft.kd_trainer import DistillSFTTrainer
 from sft.lint import LintReport, lint
 from sft.mutual_trainer import MutualSFTTrainer, check_mutual, load_peer
@@ -79,9 +79,9 @@ def load_tokenizer(model_args: ModelConfig, training_args: SFTConfig):
     )
 
 
-def load_teacher(args: DistillArguments, training_args: SFTConfig):
-    """The frozen online teacher: `teacher_dtype`, or nf4 4-bit with bitsandbytes."""
-    path = check_model_dir(args.teacher_model_name_or_path, "--teacher_model_name_or_path")
+def load_teacher(args: DistillArguments, training_args: SFTConfig, path: str | None = None):
+    """A frozen online teacher (`path`, default teacher_model_name_or_path): `teacher_dtype`, or nf4 4-bit."""
+    path = check_model_dir(path or args.teacher_model_name_or_path, "--teacher_model_name_or_path")
     dtype = getattr(torch, args.teacher_dtype)
     quantization_config = None
     if args.teacher_load_in_4bit:
@@ -146,24 +146,40 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         )
     if args.mutual_peer:
         check_mutual(args.mutual_peer, training_args, model_args)
-    extra = KD_COLUMNS if args.kd_source == "offline" else ()
+    extra = (
+        KD_COLUMNS if args.kd_source == "offline" else (args.teacher_column,) if args.teacher_column else ()
+    )
     weights = parse_teacher_weights(args.trace_teacher_weights) if args.trace_teacher_weights else None
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     dataset = load_traces(
         args.traces, args.keep_verdicts, args.include_rejected, args.max_samples, extra, weights, seed
     )
+    teacher_paths = args.teacher_paths()  # {} for an EMA teacher (built from the student below)
+    if args.teacher_column:
+        dataset = route_rows(dataset, args.teacher_column, list(teacher_paths))
     n_rows = len(dataset)
     tokenizer = load_tokenizer(model_args, training_args)
     stock_template = tokenizer.chat_template
     apply_trainer_settings(tokenizer, training_args.eos_token, training_args.chat_template_path)
-    other = args.teacher_model_name_or_path or (args.mutual_peer if args.mutual_peer != "true" else None)
-    if other:  # an online teacher or a mutual-learning peer given by path
+    peer = args.mutual_peer if args.mutual_peer not in (None, "true") else None
+    if peer:  # a mutual-learning peer given by path
         check_kd_pair(
             AutoConfig.from_pretrained(model_args.model_name_or_path),
-            AutoConfig.from_pretrained(other),
+            AutoConfig.from_pretrained(peer),
             tokenizer,
-            AutoTokenizer.from_pretrained(other),
+            AutoTokenizer.from_pretrained(peer),
         )
+    layer_pairs = []
+    if args.kd_source == "online" and teacher_paths:
+        student_config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+        for name, path in teacher_paths.items():  # every teacher, before any model loads
+            try:
+                teacher_config = AutoConfig.from_pretrained(check_model_dir(path, "--teachers"))
+                check_kd_pair(student_config, teacher_config, tokenizer, AutoTokenizer.from_pretrained(path))
+            except UsageError as err:
+                raise UsageError(f"teacher {name} ({path}): {err}" if args.teachers else str(err)) from None
+        # feature terms take one teacher (DistillArguments checks): teacher_config is that teacher's
+        layer_pairs = check_online_kd(args, training_args, student_config, teacher_config)
     if args.kd_source == "offline":
         check_topk_ids(dataset, AutoConfig.from_pretrained(model_args.model_name_or_path))
     report = (
@@ -193,8 +209,11 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
         )
         trainer_kwargs["data_collator"] = OfflineKDCollator(base, k=stats["k"])
         training_args.padding_free = False  # the collator concatenates; SFTTrainer takes no collator with it
-    if args.teacher_model_name_or_path:
-        trainer_kwargs["teacher_model"] = load_teacher(args, training_args)
+    if args.kd_source == "online" and teacher_paths:
+        teachers = {name: load_teacher(args, training_args, path) for name, path in teacher_paths.items()}
+        trainer_kwargs["teachers" if args.teachers else "teacher_model"] = (
+            teachers if args.teachers else teachers["default"]
+        )
 
     model = load_student(model_args, training_args)
     peft_config = student_peft_config(model, model_args)
@@ -230,6 +249,15 @@ def run(args: DistillArguments, training_args: SFTConfig, model_args: ModelConfi
             kd_temperature_end=args.kd_temperature_end,
             kd_chunk_size=args.kd_chunk_size,
             kd_confidence_weighted=args.kd_confidence_weighted,
+            teacher_weights=args.teacher_weights or None,
+            kd_hidden_weight=args.kd_hidden_weight,
+            kd_hidden_loss=args.kd_hidden_loss,
+            kd_attn_weight=args.kd_attn_weight,
+            kd_rel_weight=args.kd_rel_weight,
+            kd_layer_pairs=layer_pairs,
+            kd_hidden_start_step=args.kd_hidden_start_step,
+            kd_attn_start_step=args.kd_attn_start_step,
+            kd_rel_start_step=args.kd_rel_start_step,
             **trainer_kwargs,
         )
     check_trainer(trainer, expected, report and report.first_row, n_rows, args)
