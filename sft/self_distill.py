@@ -6,7 +6,7 @@ before training; after every optimizer step each weight the student computes wit
 weights (base + B A * scale, and the trained copies of `modules_to_save`), so the teacher is a plain
 model of the student's architecture: it plugs into DistillSFTTrainer as `teacher_model` (online path)
 unchanged, and is an EMA of the function the student computes (an EMA of A and B separately is not).
-Memory: one more full copy of the student (as any online teacher). Not for quantized students.
+Memory: one more full copy of the student, in float32 (see `ema_teacher`). Not for quantized students.
 
 Born-again (Furlanello et al. 2018): the teacher is a previous student of the same architecture, e.g.
 `--kd_source online --teacher_model_name_or_path runs/gen1/merged`; `check_born_again_teacher` refuses
@@ -58,9 +58,13 @@ def check_ema(quantized: bool, resuming: bool) -> None:
 
 
 def ema_teacher(student: torch.nn.Module) -> torch.nn.Module:
-    """A frozen plain copy of the student before training (before peft wraps it: LoRA starts as a no-op)."""
+    """A frozen float32 copy of the student before training (before peft wraps it: LoRA starts as a no-op).
+
+    float32 whatever the student's dtype: bf16 resolves ~1/256 of a weight, so the EMA's small steps
+    (1 - decay) * (student - teacher) would round away; under bf16 autocast it still runs in bf16.
+    """
     assert not isinstance(student, PeftModel), "copy the student before SFTTrainer wraps it in peft"
-    return copy.deepcopy(student).requires_grad_(False).eval()
+    return copy.deepcopy(student).float().requires_grad_(False).eval()
 
 
 def effective_weights(student: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -62,6 +62,19 @@ def test_ema_update_rule_full_and_lora(toy):
     torch.testing.assert_close(teacher.model.layers[0].mlp.up_proj.weight, 0.9 * t0 + 0.1 * s)
     assert not teacher.model.layers[0].mlp.up_proj.weight.requires_grad
 
+    # a bf16 student: the teacher is float32, so small EMA steps are not rounded away
+    student = load(toy.student).to(torch.bfloat16)
+    teacher = ema_teacher(student)
+    assert teacher.model.norm.weight.dtype == torch.float32
+    with torch.no_grad():
+        student.model.norm.weight.add_(1e-2)
+    t0 = teacher.model.norm.weight.clone()
+    ema_update_(teacher, student, 0.99)
+    torch.testing.assert_close(
+        teacher.model.norm.weight, 0.99 * t0 + 0.01 * student.model.norm.weight.float()
+    )
+    assert not torch.equal(teacher.model.norm.weight, t0)
+
     # LoRA: the EMA is over the merged weight base + B A * scale, tied embeddings (modules_to_save) once
     student = load(toy.student)
     teacher = ema_teacher(student)
