@@ -1,7 +1,8 @@
 """The distillation lab (issue #12): every distillation method of `python -m sft` on the toy task, fixed seeds.
 
-Two families of students, each arm trained for the same --steps (full fine-tuning, batch 32, cosine lr) on the
-same teacher traces, per seed; then `eval_harness compare` scores every model greedily on held-out toy problems.
+Two families of students; every arm of a family trains for the same --steps (full fine-tuning, batch 32, lr 3e-3,
+cosine) on the same teacher traces, per seed; then `eval_harness compare` scores every model greedily on the
+held-out toy problems.
 
   S: the toy student shape (trace_gen/toy/assets/student_base: 4 layers, width 64, 175K parameters)
     s_sft         cross-entropy on the teacher's verified traces
@@ -25,17 +26,21 @@ same teacher traces, per seed; then `eval_harness compare` scores every model gr
 DistilBERT's claim checked here: a layer-initialised student trains faster and ends better than a random one of
 the same shape (l_init vs l_random: accuracy, and their training-loss curves in report.png).
 
-Scaled down to fit about an hour on 2 cores (two arms side by side, one thread each): 300 steps per arm (the
-demo trains 800), 1,000 teacher traces (the demo 2,000) with top-8 logprobs, evaluation on the first 200 of the
-300 held-out problems, weights of the feature terms fixed at 1 (not tuned). Offline top-k KD needs the teacher's
-logprobs from trace_gen's vLLM backend, so the traces are sampled in the vLLM environment (`make install-vllm`,
---vllm-python). Resumable: an arm whose run_summary.json exists is not rerun, nor a finished preparation step.
+Scaled down to fit about an hour on 2 quiet cores (two arms side by side, one thread each): 600 steps per S arm
+and 300 per L arm (the demo trains 800 LoRA steps), 1,000 teacher traces per teacher (the demo 2,000) with top-8
+logprobs, three seeds, weights of the feature terms fixed at 1 (not tuned). Why these step counts (measured on
+the probe's 600 traces, seed 0, 300 held-out problems): full fine-tuning of the S shape at lr 3e-3 reached 0.040
+after 300 steps and 0.713 after 600 (its loss falls from 0.2 to 0.02 between steps ~250 and ~350: the demo's
+transition), at lr 1e-2 0.130 after 300; layer-init + online KD reached 0.410 after 300 steps. Offline top-k KD
+needs the teacher's logprobs from trace_gen's vLLM backend, so the traces are sampled in the vLLM environment
+(`make install-vllm`, --vllm-python). Resumable: an arm whose run_summary.json exists is not rerun, nor a
+finished preparation step; the evaluation always reruns (about 5 s per model on 300 problems).
 
 Writes OUT/report.json (per arm: per-seed accuracy, mean, 95% t-interval over seeds, parameters, steps, wall
 time, commands), OUT/report.md (the table) and OUT/report.png.
 
 Usage:
-    python scripts/lab.py [--out runs/lab] [--seeds 0 1 2] [--steps 300] [--limit 200] [--arms s_sft,l_init,...]
+    python scripts/lab.py [--out runs/lab] [--seeds 0 1 2] [--steps 600 300] [--limit N] [--arms s_sft,l_init,...]
     python scripts/lab.py --steps 4 --seeds 0 --limit 10 --n 40 --out runs/lab_smoke   # smoke run (minutes)
 """
 
@@ -89,7 +94,14 @@ def arm_args(arm: str, seed: int, paths: dict) -> list[str]:
     if arm.startswith("l_"):
         base = ["--model_name_or_path", random_init if arm == "l_random" else init]
     if arm in CURVES:  # one end-of-run checkpoint: its trainer_state.json holds the loss curve
-        base += ["--save_strategy", "steps", "--save_steps", str(paths["steps"]), "--save_only_model", "true"]
+        base += [
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            str(paths["steps"]["L"]),
+            "--save_only_model",
+            "true",
+        ]
     extra = {
         "s_sft": [],
         "s_kd_offline": ["--kd_source", "offline", "--kd_alpha", "0.5"],
@@ -111,9 +123,10 @@ def arm_args(arm: str, seed: int, paths: dict) -> list[str]:
 
 
 def arm_command(py: str, arm: str, seed: int, paths: dict) -> list[str]:
+    steps = paths["steps"][ARMS[arm][0]]
     cmd = [py, "-m", "sft", "run", "--config", "configs/sft/toy_student.yaml", "--traces", str(paths["traces"]),
-           "--output_dir", str(paths["out"] / f"{arm}_s{seed}"), "--max_steps", str(paths["steps"]),
-           "--seed", str(seed), "--data_seed", str(seed), "--logging_steps", str(max(1, paths["steps"] // 30)),
+           "--output_dir", str(paths["out"] / f"{arm}_s{seed}"), "--max_steps", str(steps),
+           "--seed", str(seed), "--data_seed", str(seed), "--logging_steps", str(max(1, steps // 30)),
            *FULL_FT]  # fmt: skip
     return [*cmd, *arm_args(arm, seed, paths)]  # later flags win: arm_args may replace --traces
 
@@ -167,6 +180,11 @@ def prepare(py: str, args, arms: list[str], paths: dict, timings: dict) -> None:
 def run_arms(py: str, jobs: list[tuple[str, int]], paths: dict, timings: dict) -> None:
     """Train the jobs two at a time (one thread each), skipping finished ones; a job waits for NEEDS."""
     done = lambda arm, seed: (paths["out"] / f"{arm}_s{seed}" / "run_summary.json").is_file()  # noqa: E731
+    for a, s in [(a, s) for a, s in jobs if done(a, s)]:
+        summary = json.loads((paths["out"] / f"{a}_s{s}" / "run_summary.json").read_text())
+        if summary["global_step"] != paths["steps"][ARMS[a][0]]:
+            sys.exit(f"lab: {a}_s{s} in {paths['out']} ran {summary['global_step']} steps, not "
+                     f"{paths['steps'][ARMS[a][0]]}: give another --out (or remove that run)")  # fmt: skip
     pending = [(a, s) for a, s in jobs if not done(a, s)]
     while pending:
         ready = [(a, s) for a, s in pending if a not in NEEDS or done(NEEDS[a], s)][:2]
@@ -217,7 +235,8 @@ def write_markdown(out: Path, summary: dict, meta: dict) -> None:
     lines = [
         "# The distillation family on the toy task",
         "",
-        f"Seeds {meta['seeds']}, {meta['steps']} full fine-tuning steps of 32 sequences per arm; greedy accuracy on "
+        f"Seeds {meta['seeds']}; full fine-tuning steps of 32 sequences per arm: S {meta['steps']['S']}, L "
+        f"{meta['steps']['L']}; greedy accuracy on "
         f"{meta['limit'] or 'all 300'} held-out problems. References: "
         + ", ".join(f"{k} {v['accuracy']:.3f} ({v['params']:,} params)" for k, v in refs.items())
         + ".",
@@ -276,7 +295,10 @@ def plot(out: Path, summary: dict, meta: dict) -> None:
     ax.set_ylabel(f"held-out accuracy (greedy, {meta['limit'] or 300} problems)")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"mean and 95% t-interval over seeds {meta['seeds']}, {meta['steps']} steps per arm", pad=18)
+    ax.set_title(
+        f"mean and 95% t-interval over seeds {meta['seeds']}, steps S {meta['steps']['S']} | L {meta['steps']['L']}",
+        pad=18,
+    )
     if curves:
         ax = axes[0][1]
         for arm, color in zip(curves, ("C2", "C1"), strict=False):
@@ -295,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/lab"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=300, help="training steps of every arm")
+    p.add_argument("--steps", type=int, nargs="+", default=[600, 300],
+                   help="training steps of every arm: one value for both families, or two: S L")  # fmt: skip
     p.add_argument(
         "--limit", type=int, default=200, help="evaluate on the first N held-out problems (0: all)"
     )
@@ -305,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vllm-python", default=str(REPO / ".venv-vllm" / "bin" / "python"),
                    help="python of the vLLM environment (trace_gen's top-k logprobs)")  # fmt: skip
     args = p.parse_args(argv)
+    if len(args.steps) > 2 or min(args.steps) < 1:
+        p.error(f"--steps {args.steps}: give one count for both families or two (S L), each >= 1")
     chosen = [a for a in args.arms.split(",") if a]
     unknown = sorted(set(chosen) - set(ARMS))
     if unknown:
@@ -317,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     arms = [a for a in ARMS if a in chosen]
     py, out, timings = sys.executable, args.out.resolve(), {}
     args.demo = args.demo.resolve()
-    paths = {"out": out, "steps": args.steps, "traces": out / "traces", "traces_demo": out / "traces_demo",
+    steps = {"S": args.steps[0], "L": args.steps[-1]}
+    paths = {"out": out, "steps": steps, "traces": out / "traces", "traces_demo": out / "traces_demo",
              "init": out / "init_student", "demo_student": args.demo / "student" / "merged"}  # fmt: skip
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     start = time.perf_counter()
@@ -349,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         report["models"].update(json.loads((out / f"eval{i}" / "report.json").read_text())["models"])
     summary = summarise(report, arms, args.seeds, paths, py)
     meta = {
-        "seeds": args.seeds, "steps": args.steps, "limit": args.limit, "n_traces": args.n,
+        "seeds": args.seeds, "steps": steps, "limit": args.limit, "n_traces": args.n,
         "stage_seconds": timings, "wall_seconds": round(time.perf_counter() - start, 1),
         "load_before": " ".join(load_before), "load_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "conditions": conditions(), "eval_commands": [" ".join(["python", *c[1:]]) for c in evals.values()],
