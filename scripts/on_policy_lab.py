@@ -85,6 +85,12 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+def t_interval(accs: np.ndarray) -> list[float]:
+    """95% t-interval of the mean of per-seed accuracies (seeds,), clipped to [0, 1]; one seed: [mean, mean]."""
+    half = T_975.get(len(accs) - 1, 1.96) * accs.std(ddof=1) / np.sqrt(len(accs)) if len(accs) > 1 else 0.0
+    return [round(max(0.0, float(accs.mean() - half)), 4), round(min(1.0, float(accs.mean() + half)), 4)]
+
+
 def summarise(report: dict, eval_dir: Path, seeds: list[int]) -> dict:
     models = report["models"]
     problems = sorted(correct_by_problem(eval_dir, "student"))
@@ -95,18 +101,10 @@ def summarise(report: dict, eval_dir: Path, seeds: list[int]) -> dict:
     arms = {}
     for arm in ARMS:
         accs = np.array([models[f"{arm}_s{s}"]["accuracy"] for s in seeds])
-        half = (
-            T_975.get(len(seeds) - 1, 1.96) * accs.std(ddof=1) / np.sqrt(len(seeds))
-            if len(seeds) > 1
-            else 0.0
-        )
         arms[arm] = {
             "per_seed": accs.round(4).tolist(),
             "mean": round(float(accs.mean()), 4),
-            "ci95_seeds": [
-                round(max(0.0, float(accs.mean() - half)), 4),
-                round(min(1.0, float(accs.mean() + half)), 4),
-            ],
+            "ci95_seeds": t_interval(accs),
             "minus_sft": round(float((grid[arm] - grid["sft"]).mean()), 4),
             "minus_sft_ci95_problems": [round(x, 4) for x in paired_bootstrap(grid[arm], grid["sft"])],
         }
