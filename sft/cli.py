@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     command, argv = argv[0], canonical_flags(argv[1:])
+    debug = "--debug" in argv  # ours, not a dataclass field: the traceback instead of one line
+    argv = [a for a in argv if a != "--debug"]
     if "-h" in argv or "--help" in argv:
         from sft.run_help import format_help
 
@@ -222,6 +224,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(args, training_args, model_args, *data_args)
     except UsageError as err:
+        if debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; rerun the same command to resume from the last complete checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as err:  # a library error that got past the checks: one line, the traceback with --debug
+        if debug:
+            raise
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        print(
+            f"error: {type(err).__name__}: {first} (unexpected; rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -368,7 +368,8 @@ def format_help(aliases: dict[str, str], on_policy: bool = False, width: int = 1
             f"Fine-tune a student on {trainer}. Flags override the recipe (--config, a YAML of the same fields); "
             f"without --config the toy demo recipe configs/sft/{recipe} is used. The defaults shown are the fields' "
             "own; a recipe replaces them. Every flag also takes its dash spelling (--max-steps). --help-all prints "
-            "every TRL field (slow).",
+            "every TRL field (slow). Bad input stops with one `error:` line (exit 2), an unexpected library error "
+            "with one line too (exit 1); --debug prints the traceback instead.",
             width,
             break_on_hyphens=False,
         ),

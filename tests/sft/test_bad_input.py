@@ -257,3 +257,23 @@ def test_bad_input_from_the_command_line(toy, tmp_path, case):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_unexpected_library_error_is_one_line_and_debug_shows_the_traceback(
+    toy, tmp_path, capsys, monkeypatch
+):
+    """An error no check foresaw (here: the student's weights fail to load) is one line naming --debug; with
+    --debug the exception propagates with its traceback."""
+    import transformers
+
+    def broken(*args, **kwargs):
+        raise OSError("weights are corrupt\nsecond line")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", broken)
+    argv = ["run", "--config", str(DEFAULT_CONFIG), "--model_name_or_path", str(toy.student), "--traces",
+            str(toy.traces), "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--lint", "false"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: OSError: weights are corrupt (unexpected; rerun with --debug for the traceback)"]
+    with pytest.raises(OSError, match="weights are corrupt"):
+        main([*argv, "--debug"])
