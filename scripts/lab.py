@@ -159,10 +159,13 @@ def prepare(py: str, args, arms: list[str], paths: dict, timings: dict) -> None:
         stage("demo: the distilled student (second teacher)", [py, "scripts/demo.py", "--out", str(args.demo),
               "--no-ablation"], timings)  # fmt: skip
     traces = {"trace_gen: teacher traces": trace_cmd(args.vllm_python, TEACHER, paths["traces"], args.n, 8)}
-    if "l_multi" in arms:
-        traces["trace_gen: demo student traces"] = trace_cmd(
-            args.vllm_python, paths["demo_student"], paths["traces_demo"], args.n, 8
-        )
+    if (
+        "l_multi" in arms
+    ):  # vLLM's CPU attention has no kernel for the toy student's head_dim 16: transformers
+        traces["trace_gen: demo student traces"] = [
+            py, "-m", "trace_gen", "--teacher", str(paths["demo_student"]), "--output-dir", str(paths["traces_demo"]),
+            "--n", str(args.n), "--samples-per-prompt", "4", "--temperature", "0.6", "--backend", "hf",
+            "--device", "cpu", "--seed", "0"]  # fmt: skip
     todo = {
         t: c for t, c in traces.items() if not (Path(c[c.index("--output-dir") + 1]) / "stats.json").is_file()
     }
