@@ -76,7 +76,7 @@ def test_r1_distill_student_recipe(real_model, traces, tmp_path, capsys, monkeyp
     assert info["seed"] == 42 and info["versions"]["trl"] and info["git"]["commit"]
     config = yaml.safe_load((out / "run_config.yaml").read_text())
     assert config["learning_rate"] == 1e-4 and config["max_length"] == 512 and config["lora_r"] == 64
-    args, training_args, model_args = make_parser().parse_args_and_config(
+    args, training_args, model_args, *_ = make_parser().parse_args_and_config(  # + TRL's dataset options
         ["--config", str(out / "run_config.yaml")]
     )
     assert (training_args.learning_rate, training_args.packing, model_args.lora_r) == (1e-4, True, 64)
