@@ -237,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a library error that got past the checks: one line, the traceback with --debug
         if debug:
             raise
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        print(
-            f"error: {type(err).__name__}: {first} (unexpected; rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        from trace_gen.errors import (
+            unexpected_error_line,
+        )  # here: importing trace_gen at start-up would slow --help
+
+        print(unexpected_error_line(err), file=sys.stderr)
         return 1
     return 0

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from trace_gen.backends.openai_options import OpenAIOptions, add_openai_arguments
 from trace_gen.config import TOY_TEACHER, RunConfig
-from trace_gen.errors import BackendError, UsageError
+from trace_gen.errors import BackendError, UsageError, unexpected_error_line
 
 SUBCOMMANDS = ("merge", "filter")
 EXIT_SHORT = 3
@@ -235,9 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a library error that got past the checks: one line, the traceback on --debug
         if debug:
             raise
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        print(f"error: {type(err).__name__}: {first} (unexpected; rerun with --debug for the traceback)",
-              file=sys.stderr)  # fmt: skip
+        print(unexpected_error_line(err), file=sys.stderr)
         return 1
     print(json.dumps(stats))
     return code

@@ -7,3 +7,9 @@ class UsageError(Exception):
 
 class BackendError(Exception):
     """The teacher backend failed (server unreachable, ...): committed batches are kept; rerun resumes."""
+
+
+def unexpected_error_line(err: BaseException) -> str:
+    """The one line a CLI prints for a library error its checks did not foresee (exit 1; --debug re-raises)."""
+    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    return f"error: {type(err).__name__}: {first} (unexpected; rerun with --debug for the traceback)"
