@@ -1,12 +1,9 @@
-"""Entry point: `python -m sft run ...` (see sft/cli.py)."""
+"""Entry point: `python -m sft run ...` (see sft/cli.py). Importing the package installs sft/__init__.py's filter
+for bitsandbytes' harmless kernels-hub notice, so stderr keeps only a bad input's one error line."""
 
-import logging
 import sys
 
 if __name__ == "__main__":
-    # bitsandbytes logs on import that the optional `kernels` package is missing (harmless, it falls back to
-    # its own CPU path): keep stderr for the one error line of a bad input
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     from sft.cli import main
 
     sys.exit(main())
